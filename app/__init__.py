@@ -1,0 +1,1 @@
+"""cometjobs: durable orchestration of CometAPI generation jobs."""

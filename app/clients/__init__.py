@@ -1,0 +1,1 @@
+"""Clients: internal callers, their API keys and webhook secrets."""

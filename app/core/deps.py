@@ -1,0 +1,53 @@
+"""FastAPI dependencies: the request's session and the authenticated client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.clients.models import Client
+from app.core.db import get_sessionmaker
+from app.core.errors import Forbidden, Unauthorized
+
+
+def get_session() -> Iterator[Session]:
+    """The request's session. Endpoints commit explicitly before answering:
+    code after this `yield` runs only once the response has been sent."""
+    session = get_sessionmaker()()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def current_client(request: Request, session: SessionDep) -> Client:
+    from app.clients.service import authenticate
+
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send `Authorization: Bearer <api key>`", headers={"WWW-Authenticate": "Bearer"})
+    client = authenticate(session, token.strip())
+    if client is None:
+        raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+    request.state.client_id = client.id
+    return client
+
+
+ClientDep = Annotated[Client, Depends(current_client)]
+
+
+def admin_client(client: ClientDep) -> Client:
+    if not client.is_admin:
+        raise Forbidden("an admin API key is required")
+    return client
+
+
+AdminDep = Annotated[Client, Depends(admin_client)]

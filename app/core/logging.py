@@ -1,0 +1,104 @@
+"""Structured logs: JSON in production, readable console in dev.
+
+Every record passes a redaction step so API keys, webhook secrets, the
+CometAPI key and presigned-URL signatures never reach a log sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_PATTERNS = [
+    re.compile(r"(whsec_)[A-Za-z0-9+/=]+"),
+    re.compile(r"(cj_(?:live|test)_)[A-Za-z0-9_\-]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-+/=]+"),
+    re.compile(r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|sig)=)[^&\s\"']+"),
+]
+_SECRET_KEYS = {"api_key", "webhook_secret", "secret", "authorization", "password", "cometapi_key", "token"}
+_extra_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Redact this exact value wherever it appears (e.g. the CometAPI key)."""
+    if value and len(value) >= 6:
+        _extra_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    for secret in _extra_secrets:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1[REDACTED]", text)
+    return text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if key.lower() in _SECRET_KEYS and value:
+        return "[REDACTED]"
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value("", v) for v in value]
+    return value
+
+
+def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: _redact_value(k, v) for k, v in event_dict.items()}
+
+
+_configured = False
+
+
+def configure_logging(fmt: str = "console", level: str = "INFO", *, force: bool = False) -> None:
+    """Route stdlib logging (uvicorn, celery) and structlog through one pipeline."""
+    global _configured
+    if _configured and not force:
+        return
+    _configured = True
+    from app.core.settings import get_settings
+
+    settings = get_settings()
+    if settings.cometapi_key:
+        register_secret(settings.cometapi_key.get_secret_value())
+
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact_processor,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+__all__ = ["configure_logging", "redact", "register_secret"]

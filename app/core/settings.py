@@ -1,0 +1,150 @@
+"""Every knob of cometjobs, read from `COMETJOBS_*` environment variables.
+
+Durations accept seconds (`"30"`, `"2.5"`) or ISO 8601 (`"PT30S"`). Lists are
+comma-separated. Unset storage, database and broker fall back to the embedded
+default under `COMETJOBS_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx", "your-key", "sk-xxx"}
+
+# Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.5 h in all).
+DEFAULT_WEBHOOK_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COMETJOBS_", extra="ignore")
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    data_dir: Path = Path(".cometjobs")
+
+    database_url: str = ""
+    broker_url: str = ""
+    storage_url: str = ""
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    cometapi_base_url: str = "https://api.cometapi.com"
+    cometapi_key: SecretStr | None = None
+
+    log_format: Literal["json", "console"] | None = None
+    log_level: str = "INFO"
+
+    # Database
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_connect_timeout: timedelta = timedelta(seconds=3)
+    db_statement_timeout: timedelta = timedelta(seconds=30)
+
+    # Upstream (CometAPI)
+    upstream_connect_timeout: timedelta = timedelta(seconds=5)
+    upstream_read_timeout: timedelta = timedelta(seconds=60)
+    upstream_max_connections: int = 200
+
+    # Submit
+    queue_nudge_after: timedelta = timedelta(seconds=15)
+    submit_lease: timedelta = timedelta(seconds=120)
+    submit_max_attempts: int = 6
+    submit_retry_base: timedelta = timedelta(seconds=2)
+    submit_retry_cap: timedelta = timedelta(seconds=60)
+
+    # Polling
+    poll_tick: timedelta = timedelta(seconds=1)
+    poll_batch_size: int = 500
+    poll_concurrency: int = 64
+    poll_lease: timedelta = timedelta(seconds=60)
+    poll_max_errors: int = 30
+    poll_budget: timedelta = timedelta(seconds=10)
+
+    # Collecting results
+    collect_lease: timedelta = timedelta(seconds=120)
+    collect_max_attempts: int = 5
+    collect_retry_base: timedelta = timedelta(seconds=5)
+    download_chunk_bytes: int = 1024 * 1024
+
+    # Sweeper and deadlines (defaults; the model catalogue may override per model)
+    sweep_interval: timedelta = timedelta(seconds=5)
+    sweep_batch_size: int = 500
+
+    # Workers
+    worker_concurrency: int = 4
+
+    # Webhooks
+    webhook_tick: timedelta = timedelta(seconds=1)
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE)
+    )
+    webhook_allowed_cidrs: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    webhook_lease: timedelta = timedelta(seconds=60)
+    webhook_batch_size: int = 200
+    webhook_response_body_cap: int = 2048
+
+    # Artifacts
+    artifact_url_ttl: timedelta = timedelta(minutes=15)
+    max_upload_bytes: int = 20 * 1024 * 1024
+
+    # Extra model catalogue (TOML) layered over the built-in one
+    models_file: Path | None = None
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("webhook_allowed_cidrs", mode="before")
+    @classmethod
+    def _cidrs(cls, value: object) -> object:
+        parts = _split_csv(value)
+        if isinstance(parts, list):
+            return [ipaddress.ip_network(p, strict=False) if isinstance(p, str) else p for p in parts]
+        return parts
+
+    @model_validator(mode="after")
+    def _defaults_and_secrets(self) -> Settings:
+        data = self.data_dir.resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data / 'cometjobs.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{data / 'broker.db'}"
+        if not self.storage_url:
+            self.storage_url = (data / "artifacts").as_uri()
+        self.public_base_url = self.public_base_url.rstrip("/")
+        self.cometapi_base_url = self.cometapi_base_url.rstrip("/")
+        if self.env == "prod":
+            key = self.cometapi_key.get_secret_value() if self.cometapi_key else ""
+            if key.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("COMETJOBS_COMETAPI_KEY must be a real key when COMETJOBS_ENV=prod")
+        if not self.webhook_retry_schedule:
+            raise ValueError("COMETJOBS_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("console" if self.env == "dev" else "json")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,169 @@
+"""`cometjobs dev`: the whole stack in one supervised command.
+
+Whatever is not configured is substituted and said out loud: SQLite for the
+database, kombu's SQLAlchemy transport on SQLite for the broker, local disk for
+storage, the CometAPI emulator when no key is set. It migrates, makes a dev
+client, starts API, worker, beat (and the emulator), and stops every child on
+Ctrl-C, or when any of them dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def _banner(lines: list[str]) -> None:
+    width = max(len(line) for line in lines) + 2
+    print("+" + "-" * width + "+", flush=True)
+    for line in lines:
+        print(f"| {line.ljust(width - 1)}|", flush=True)
+    print("+" + "-" * width + "+", flush=True)
+
+
+def _dev_environment(host: str, port: int) -> tuple[dict[str, str], list[str], bool]:
+    env = dict(os.environ)
+    notes: list[str] = []
+    data_dir = Path(env.get("COMETJOBS_DATA_DIR", ".cometjobs")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env["COMETJOBS_DATA_DIR"] = str(data_dir)
+    env.setdefault("COMETJOBS_ENV", "dev")
+    if not env.get("COMETJOBS_DATABASE_URL"):
+        env["COMETJOBS_DATABASE_URL"] = f"sqlite:///{data_dir / 'cometjobs.db'}"
+        notes.append(f"database: SQLite at {data_dir / 'cometjobs.db'} (set COMETJOBS_DATABASE_URL for Postgres)")
+    if not env.get("COMETJOBS_BROKER_URL"):
+        env["COMETJOBS_BROKER_URL"] = f"sqla+sqlite:///{data_dir / 'broker.db'}"
+        notes.append("broker: embedded (kombu SQLAlchemy transport on SQLite; set COMETJOBS_BROKER_URL for Redis)")
+    if not env.get("COMETJOBS_STORAGE_URL"):
+        env["COMETJOBS_STORAGE_URL"] = (data_dir / "artifacts").as_uri()
+        notes.append(f"storage: local disk at {data_dir / 'artifacts'}")
+    emulate = not env.get("COMETJOBS_COMETAPI_KEY")
+    if emulate:
+        env["COMETJOBS_COMETAPI_BASE_URL"] = f"http://{host}:{port + 1}"
+        notes.append(f"CometAPI: the emulator at http://{host}:{port + 1} (no COMETJOBS_COMETAPI_KEY set)")
+    if not env.get("COMETJOBS_WEBHOOK_ALLOWED_CIDRS"):
+        env["COMETJOBS_WEBHOOK_ALLOWED_CIDRS"] = "127.0.0.0/8,::1/128"
+        notes.append("webhooks: loopback receivers allowed (COMETJOBS_WEBHOOK_ALLOWED_CIDRS)")
+    env.setdefault("COMETJOBS_PUBLIC_BASE_URL", f"http://{host}:{port}")
+    return env, notes, emulate
+
+
+def _dev_client(env: dict[str, str]) -> dict[str, str]:
+    """Reuse the saved dev client if its key still works on this database."""
+    saved = Path(env["COMETJOBS_DATA_DIR"]) / "dev-client.json"
+    code = (
+        "import json,sys\n"
+        "from app.core.db import session_scope\n"
+        "from app.clients import service\n"
+        "saved = json.loads(sys.argv[1]) if sys.argv[1] else None\n"
+        "with session_scope() as s:\n"
+        "    if saved and service.authenticate(s, saved['api_key']):\n"
+        "        print(json.dumps(saved)); sys.exit(0)\n"
+        "    made = service.create(s, 'dev', webhook_url=None)\n"
+        "    print(json.dumps({'id': made.client.id, 'api_key': made.api_key,"
+        " 'webhook_secret': made.client.webhook_secret}))\n"
+    )
+    current = saved.read_text() if saved.exists() else ""
+    out = subprocess.run(
+        [sys.executable, "-c", code, current], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip().splitlines()[-1]
+    saved.write_text(out)
+    saved.chmod(0o600)
+    return json.loads(out)
+
+
+def _wait_http(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode} while starting")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:g}s")
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def run_dev(host: str, port: int) -> int:
+    env, notes, emulate = _dev_environment(host, port)
+    print("cometjobs dev: substituting what is not configured:", flush=True)
+    for note in notes:
+        print(f"  - {note}", flush=True)
+    python = sys.executable
+    subprocess.run([python, "-m", "app.cli", "migrate"], env=env, check=True)
+    client = _dev_client(env)
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(name: str, args: list[str]) -> None:
+        # Own process group: Ctrl-C reaches the supervisor, which stops children in order.
+        procs[name] = subprocess.Popen([python, "-m", "app.cli", *args], env=env, start_new_session=True)
+
+    stopping = {"flag": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if emulate:
+            start("emulator", ["emulator", "--host", host, "--port", str(port + 1), "--job-seconds", "8"])
+            _wait_http(f"http://{host}:{port + 1}/_emulator/health", procs)
+        start("api", ["api", "--host", host, "--port", str(port)])
+        start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])
+        start("beat", ["beat", "--loglevel", "WARNING"])
+        _wait_http(f"http://{host}:{port}/healthz", procs)
+    except Exception as exc:
+        print(f"cometjobs dev: failed to start: {exc}", file=sys.stderr, flush=True)
+        _stop(procs)
+        return 1
+
+    api = f"http://{host}:{port}"
+    _banner([
+        "cometjobs is running",
+        f"API:      {api}   (docs: {api}/docs)",
+        f"API key:  {client['api_key']}",
+        f"Webhook secret: {client['webhook_secret']}",
+        "Try:",
+        f"  curl -s -X POST {api}/v1/jobs -H 'Authorization: Bearer {client['api_key']}' \\",
+        "    -H 'Content-Type: application/json' \\",
+        "    -d '{\"model\":\"sora-2\",\"input\":{\"prompt\":\"a paper boat in the rain\"}}'",
+        "Ctrl-C stops everything.",
+    ])
+    code = 0
+    while not stopping["flag"]:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"cometjobs dev: {name} exited with {proc.returncode}; stopping the rest", file=sys.stderr, flush=True)
+                stopping["flag"] = True
+                code = 1
+                break
+        time.sleep(0.5)
+    print("cometjobs dev: stopping...", flush=True)
+    _stop(procs)
+    print("cometjobs dev: stopped", flush=True)
+    return code

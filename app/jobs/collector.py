@@ -1,0 +1,204 @@
+"""Copy a finished job's results into our storage, then mark it succeeded.
+
+The collector holds a lease (token + expiry, renewed while bytes flow). The
+artifact rows and the move to `succeeded` commit together, guarded by the
+lease, so a copy that is interrupted or loses its lease records nothing; the
+sweeper re-drives it and the next attempt overwrites the same keys.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import random
+import time
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import or_, update
+
+from app.clients.models import Client
+from app.core import metrics
+from app.core.db import session_scope, utcnow
+from app.core.ids import new_id
+from app.core.settings import get_settings
+from app.jobs import repository as repo
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
+from app.jobs.transitions import move
+from app.providers.base import ArtifactSource
+from app.providers.http import UpstreamError, sync_client
+from app.providers.registry import adapter_for, get_model
+from app.storage.backends import StorageError, get_storage
+from app.storage.models import Artifact
+from app.storage.service import CopyError, StoredObject, copy_stream
+
+log = structlog.get_logger(__name__)
+HEARTBEAT_SECONDS = 5.0
+
+
+class LeaseLost(Exception):
+    pass
+
+
+def _claim(job_id: str, token: str) -> Job | None:
+    settings = get_settings()
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == JobStatus.COLLECTING.value,
+                or_(Job.lease_token.is_(None), Job.due_at <= now),
+            )
+            .values(
+                lease_token=token, due_at=now + settings.collect_lease,
+                collect_attempts=Job.collect_attempts + 1, updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            return None
+        return repo.get(session, job_id)
+
+
+def _heartbeat(job_id: str, token: str) -> None:
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.COLLECTING.value, Job.lease_token == token)
+            .values(due_at=now + get_settings().collect_lease)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise LeaseLost(job_id)
+
+
+def _extension(source: ArtifactSource, content_type: str) -> str:
+    guess = mimetypes.guess_extension(content_type.split(";")[0].strip()) if content_type else None
+    return {".jpe": ".jpg", ".jpeg": ".jpg"}.get(guess or "", guess or ".bin")
+
+
+def _copy_one(job: Job, source: ArtifactSource, token: str) -> StoredObject | None:
+    settings = get_settings()
+    storage = get_storage()
+    started = time.perf_counter()
+    last_beat = [time.monotonic()]
+
+    def beat(_size: int) -> None:
+        if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
+            _heartbeat(job.id, token)
+            last_beat[0] = time.monotonic()
+
+    try:
+        with sync_client().stream(source.request, source.url) as response:
+            content_type = (response.headers.get("content-type") or source.content_type or "application/octet-stream")
+            content_type = content_type.split(";")[0].strip()
+            length = response.headers.get("content-length")
+            encoded = response.headers.get("content-encoding", "identity") != "identity"
+            expected = int(length) if length and length.isdigit() and not encoded else None
+            key = f"{job.storage_prefix}/{source.name}{_extension(source, content_type)}"
+            stored = copy_stream(
+                storage, key, response.iter_bytes(settings.download_chunk_bytes), content_type,
+                expected_size=expected, on_progress=beat,
+            )
+    except UpstreamError as exc:
+        if source.optional and exc.status in (400, 404, 405, 410, 415, 422):
+            return None
+        raise
+    metrics.STORAGE_BYTES.labels(backend=storage.scheme).inc(stored.size_bytes)
+    metrics.STORAGE_COPY_SECONDS.labels(backend=storage.scheme).observe(time.perf_counter() - started)
+    return stored
+
+
+def collect(job_id: str) -> str:
+    settings = get_settings()
+    token = new_id("lease")
+    job = _claim(job_id, token)
+    if job is None:
+        return "skipped"
+    structlog.contextvars.bind_contextvars(job_id=job_id, model=job.model)
+    spec = get_model(job.model)
+    adapter = adapter_for(spec)
+    sources = adapter.parse_poll(spec, job.upstream_id or "", job.upstream_payload or {}).outputs
+    stored: list[tuple[ArtifactSource, StoredObject]] = []
+    try:
+        for source in sources:
+            obj = _copy_one(job, source, token)
+            if obj is not None:
+                stored.append((source, obj))
+    except LeaseLost:
+        _discard(stored)
+        return "lease_lost"
+    except (UpstreamError, CopyError, StorageError, OSError) as exc:
+        _discard(stored)
+        return _retry_or_fail(job, token, exc, settings)
+    if not stored:
+        return _retry_or_fail(job, token, CopyError("the upstream offered no result to copy"), settings)
+    return _finish(job, token, stored)
+
+
+def _finish(job: Job, token: str, stored: list[tuple[ArtifactSource, StoredObject]]) -> str:
+    now = utcnow()
+    with session_scope() as session:
+        client = session.get(Client, job.client_id)
+        expires = now + timedelta(days=client.retention_days) if client and client.retention_days else None
+        for source, obj in stored:
+            session.add(Artifact(
+                id=new_id("art"), job_id=job.id, name=source.name, storage_key=obj.key,
+                content_type=obj.content_type, size_bytes=obj.size_bytes, sha256=obj.sha256,
+                created_at=now, expires_at=expires,
+            ))
+        session.flush()
+        moved = move(
+            session, job.id, expected=[JobStatus.COLLECTING], to=JobStatus.SUCCEEDED, now=now,
+            lease_token=token, values={"progress": 100},
+            message=f"stored {len(stored)} artifact(s)",
+            data={"artifacts": [{"name": s.name, "size_bytes": o.size_bytes} for s, o in stored]},
+        )
+        if not moved:
+            session.rollback()
+    if not moved:
+        _discard(stored)
+        return "superseded"
+    return "succeeded"
+
+
+def _discard(stored: list[tuple[ArtifactSource, StoredObject]]) -> None:
+    storage = get_storage()
+    for _source, obj in stored:
+        try:
+            storage.delete(obj.key)
+        except Exception as exc:  # leftovers are harmless: keys are unguessable and unreferenced
+            log.warning("discard_failed", key=obj.key, error=repr(exc))
+
+
+def _retry_or_fail(job: Job, token: str, exc: Exception, settings: Any) -> str:
+    now = utcnow()
+    permanent = isinstance(exc, UpstreamError) and not exc.retryable
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    source = "upstream" if isinstance(exc, UpstreamError) else "storage"
+    with session_scope() as session:
+        repo.add_event(
+            session, job.id, "collect_error", now, message=message[:500],
+            data={"attempt": job.collect_attempts, "error": type(exc).__name__,
+                  **(exc.as_event() if isinstance(exc, UpstreamError) else {})},
+        )
+        if permanent or job.collect_attempts >= settings.collect_max_attempts:
+            code = "upstream_result_unavailable" if source == "upstream" else "storage_copy_failed"
+            move(
+                session, job.id, expected=[JobStatus.COLLECTING], to=JobStatus.FAILED, now=now, lease_token=token,
+                values={"error_code": code, "error_source": source,
+                        "error_message": f"could not copy the result after {job.collect_attempts} attempt(s): {message}"[:1000]},
+            )
+            return "failed"
+        delay = settings.collect_retry_base.total_seconds() * (2 ** (job.collect_attempts - 1)) * random.uniform(0.8, 1.2)
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.COLLECTING.value, Job.lease_token == token)
+            .values(lease_token=None, due_at=now + timedelta(seconds=delay), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return "retry"

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+
+from app.core.deps import ClientDep, SessionDep
+from app.core.errors import ValidationFailed, problem_responses
+from app.jobs import repository as repo
+from app.jobs import service
+from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
+from app.jobs.states import JobStatus
+from app.jobs.views import load_many, load_out
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    operation_id="createJob",
+    summary="Submit a generation job",
+    responses=problem_responses(401, 409, 422, 503),
+)
+def create_job(
+    body: JobCreate,
+    session: SessionDep,
+    client: ClientDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JobOut:
+    accepted = service.create(session, client, body, idempotency_key)
+    session.commit()
+    response.headers["Location"] = f"/v1/jobs/{accepted.job.id}"
+    if accepted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return load_out(session, accepted.job)
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    operation_id="listJobs",
+    summary="List your jobs, newest first",
+    responses=problem_responses(401, 422, 503),
+)
+def list_jobs(
+    session: SessionDep,
+    client: ClientDep,
+    status: JobStatus | None = None,
+    model: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = Query(None, description="`next_cursor` from the previous page"),
+) -> JobList:
+    if cursor is not None and not cursor.startswith("job_"):
+        raise ValidationFailed.field("cursor", "not a cursor returned by this endpoint", "invalid_cursor")
+    jobs = repo.list_for_client(
+        session, client.id, status=status.value if status else None, model=model, limit=limit + 1, before_id=cursor
+    )
+    page = list(jobs[:limit])
+    return JobList(data=load_many(session, page), next_cursor=page[-1].id if len(jobs) > limit else None)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    operation_id="getJob",
+    summary="Get one job",
+    responses=problem_responses(401, 404, 503),
+)
+def get_job(job_id: str, session: SessionDep, client: ClientDep) -> JobOut:
+    return load_out(session, service.get_owned(session, client, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    operation_id="cancelJob",
+    summary="Cancel a job that has not finished",
+    responses=problem_responses(401, 404, 409, 503),
+)
+def cancel_job(job_id: str, session: SessionDep, client: ClientDep) -> JobOut:
+    job = service.cancel(session, client, job_id)
+    session.commit()
+    return load_out(session, job)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=JobEventList,
+    operation_id="listJobEvents",
+    summary="The job's timeline: state changes and upstream errors",
+    responses=problem_responses(401, 404, 503),
+)
+def list_events(
+    job_id: str,
+    session: SessionDep,
+    client: ClientDep,
+    after: int | None = Query(None, description="Only events with a larger id"),
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> JobEventList:
+    service.get_owned(session, client, job_id)
+    events = repo.events_for(session, job_id, after, limit)
+    return JobEventList(data=[JobEventOut.model_validate(e, from_attributes=True) for e in events])

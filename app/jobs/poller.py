@@ -1,0 +1,198 @@
+"""Batched polling: one beat tick claims every running job whose poll is due,
+polls them concurrently over one pooled client (bounded per family), and
+writes the results back in bulk. No task per poll, no countdowns."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from app.core import metrics
+from app.core.aio import run, upstream_client
+from app.core.db import session_scope, utcnow
+from app.core.queue import enqueue
+from app.core.settings import Settings, get_settings
+from app.jobs import repository as repo
+from app.jobs.states import JobStatus
+from app.jobs.submit import COLLECT_TASK
+from app.jobs.transitions import announce_progress, move, subscribed_events
+from app.providers.base import ModelSpec, PollResult, UpstreamState
+from app.providers.http import UpstreamError
+from app.providers.registry import UnknownModel, adapter_for, get_model
+
+log = structlog.get_logger(__name__)
+# Consecutive answers that can never succeed (404, 400, ...) before giving up.
+MAX_HARD_POLL_ERRORS = 3
+PROGRESS_EVENT_INTERVAL = timedelta(seconds=5)
+
+
+@dataclass
+class Outcome:
+    row: Any
+    result: PollResult | None = None
+    error: UpstreamError | None = None
+
+
+def next_delay(spec: ModelSpec, polls_done: int) -> float:
+    """Back off from the model's base interval toward its ceiling, with jitter."""
+    delay = min(spec.poll_interval_max, spec.poll_interval * (1.5 ** max(0, polls_done - 1)))
+    return delay * random.uniform(0.85, 1.15)
+
+
+def error_delay(spec: ModelSpec, error: UpstreamError, errors: int) -> float:
+    if error.retry_after is not None:
+        return max(1.0, error.retry_after) * random.uniform(1.0, 1.2)
+    return min(60.0, spec.poll_interval * (2 ** min(errors, 6))) * random.uniform(0.85, 1.15)
+
+
+async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
+    client = upstream_client()
+    limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.poll_concurrency))
+
+    async def one(row: Any) -> Outcome:
+        spec = get_model(row.model)
+        adapter = adapter_for(spec)
+        async with limits[spec.family]:
+            started = time.perf_counter()
+            try:
+                body = await client.call(adapter.build_poll(spec, row.upstream_id))
+            except UpstreamError as exc:
+                metrics.upstream_call(spec.family, "poll", exc.error_code, time.perf_counter() - started)
+                return Outcome(row, error=exc)
+            metrics.upstream_call(spec.family, "poll", "ok", time.perf_counter() - started)
+        try:
+            return Outcome(row, result=adapter.parse_poll(spec, row.upstream_id, body))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return Outcome(row, error=UpstreamError(
+                f"unreadable poll answer: {exc}", code="bad_response", retryable=True,
+            ))
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
+
+
+def poll_due() -> dict[str, int]:
+    settings = get_settings()
+    stats: dict[str, int] = defaultdict(int)
+    budget_end = time.monotonic() + settings.poll_budget.total_seconds()
+    while True:
+        now = utcnow()
+        with session_scope() as session:
+            rows = list(repo.claim_due_polls(session, now, now + settings.poll_lease, settings.poll_batch_size))
+        if not rows:
+            break
+        claimed_at = utcnow()
+        for row in rows:
+            if row.claimed_due_at is not None:
+                metrics.POLL_LAG.observe(max(0.0, (claimed_at - row.claimed_due_at).total_seconds()))
+        known, retired = [], []
+        for row in rows:
+            try:
+                get_model(row.model)
+                known.append(row)
+            except UnknownModel:
+                retired.append(row)
+        outcomes = run(_poll_rows(known, settings)) if known else []
+        _write_back(outcomes, retired, settings, stats)
+        stats["polled"] += len(known)
+        if len(rows) < settings.poll_batch_size or time.monotonic() > budget_end:
+            break
+    return dict(stats)
+
+
+def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings, stats: dict[str, int]) -> None:
+    now = utcnow()
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    with session_scope() as session:
+        for row in retired:
+            move(
+                session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
+                values={"error_code": "model_unavailable", "error_source": "validation",
+                        "error_message": f"model {row.model} is no longer configured"},
+            )
+        progressed: list[str] = []
+        for outcome in outcomes:
+            row = outcome.row
+            spec = get_model(row.model)
+            if outcome.error is not None:
+                stats["errors"] += 1
+                err = outcome.error
+                events.append({
+                    "job_id": row.id, "type": "upstream_error", "status": None, "message": err.message[:500],
+                    "data": {"stage": "poll", **err.as_event()}, "created_at": now,
+                })
+                errors = row.poll_errors + 1
+                if not err.retryable and errors >= MAX_HARD_POLL_ERRORS:
+                    move(
+                        session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
+                        values={"error_code": "upstream_poll_failed", "error_source": "upstream",
+                                "error_message": f"polling {row.upstream_id} kept failing: {err.message}"[:1000]},
+                    )
+                    continue
+                updates.append(_running_update(row, now, row.progress, row.upstream_status, errors,
+                                               now + timedelta(seconds=error_delay(spec, err, errors)), spec, False))
+                continue
+            result = outcome.result
+            assert result is not None
+            if result.state is UpstreamState.SUCCEEDED:
+                stats["succeeded"] += 1
+                if move(
+                    session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
+                    values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
+                            "due_at": now + settings.collect_lease, "timeout_at": None, "lease_token": None,
+                            "poll_count": row.poll_count + 1},
+                ):
+                    enqueue(session, COLLECT_TASK, row.id)
+            elif result.state is UpstreamState.FAILED:
+                stats["failed"] += 1
+                move(
+                    session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
+                    values={"upstream_status": result.raw_status, "upstream_payload": result.payload,
+                            "error_code": result.error_code or "generation_failed",
+                            "error_message": result.error_message or f"upstream reported {result.raw_status}",
+                            "error_source": "upstream", "poll_count": row.poll_count + 1},
+                )
+            else:
+                progress = row.progress if result.progress is None else max(row.progress, result.progress)
+                changed = progress != row.progress
+                if changed:
+                    progressed.append(row.id)
+                due = now + timedelta(seconds=next_delay(spec, row.poll_count + 1))
+                updates.append(_running_update(row, now, progress, result.raw_status, 0, due, spec, changed))
+        repo.apply_poll_updates(session, updates)
+        repo.add_events(session, events)
+        _progress_events(session, progressed, now)
+
+
+def _running_update(
+    row: Any, now: datetime, progress: int, raw_status: str | None, errors: int, due: datetime,
+    spec: ModelSpec, changed: bool,
+) -> dict[str, Any]:
+    stall = now + timedelta(seconds=spec.stall_deadline) if changed else row.stall_deadline_at
+    candidates = [d for d in (stall, row.deadline_at) if d is not None]
+    return {
+        "b_id": row.id, "b_progress": progress, "b_upstream_status": raw_status, "b_due_at": due,
+        "b_poll_count": row.poll_count + 1, "b_poll_errors": errors,
+        "b_progress_at": now if changed else row.progress_at, "b_stall_deadline_at": stall,
+        "b_timeout_at": min(candidates) if candidates else None, "b_updated_at": now,
+    }
+
+
+def _progress_events(session: Any, job_ids: list[str], now: datetime) -> None:
+    """`job.progress` for subscribers, at most one per job per PROGRESS_EVENT_INTERVAL."""
+    for job_id in job_ids:
+        job = repo.get(session, job_id)
+        if job is None or "job.progress" not in subscribed_events(session, job):
+            continue
+        last = repo.last_event_at(session, job_id, "progress_announced")
+        if last is not None and now - last < PROGRESS_EVENT_INTERVAL:
+            continue
+        repo.add_event(session, job_id, "progress_announced", now, data={"progress": job.progress})
+        announce_progress(session, job, now)

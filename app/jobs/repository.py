@@ -1,0 +1,224 @@
+"""All SQL about jobs and their timeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.jobs.models import Job, JobEvent
+from app.jobs.states import ACTIVE, JobStatus
+from app.storage.models import Artifact
+
+
+def get_for_client(session: Session, client_id: str, job_id: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.id == job_id, Job.client_id == client_id))
+
+
+def get(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def get_by_idempotency_key(session: Session, client_id: str, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.client_id == client_id, Job.idempotency_key == key))
+
+
+def list_for_client(
+    session: Session,
+    client_id: str,
+    *,
+    status: str | None,
+    model: str | None,
+    limit: int,
+    before_id: str | None,
+) -> Sequence[Job]:
+    query = select(Job).where(Job.client_id == client_id)
+    if status:
+        query = query.where(Job.status == status)
+    if model:
+        query = query.where(Job.model == model)
+    if before_id:
+        query = query.where(Job.id < before_id)
+    return session.scalars(query.order_by(Job.id.desc()).limit(limit)).all()
+
+
+def artifacts_for(session: Session, job_ids: Iterable[str]) -> dict[str, list[Artifact]]:
+    ids = list(job_ids)
+    out: dict[str, list[Artifact]] = {i: [] for i in ids}
+    if not ids:
+        return out
+    rows = session.scalars(
+        select(Artifact).where(Artifact.job_id.in_(ids)).order_by(Artifact.job_id, Artifact.created_at)
+    )
+    for artifact in rows:
+        out[artifact.job_id].append(artifact)
+    return out
+
+
+def status_since(session: Session, job_id: str) -> tuple[str, datetime] | None:
+    row = session.execute(select(Job.status, Job.status_changed_at).where(Job.id == job_id)).first()
+    return (row[0], row[1]) if row else None
+
+
+def guarded_update(
+    session: Session,
+    job_id: str,
+    expected: Iterable[JobStatus],
+    values: dict[str, Any],
+    *,
+    lease_token: str | None = None,
+) -> bool:
+    """`UPDATE jobs ... WHERE id = :id AND status IN (:expected)`; True if this call won."""
+    conditions = [Job.id == job_id, Job.status.in_([s.value for s in expected])]
+    if lease_token is not None:
+        conditions.append(Job.lease_token == lease_token)
+    result = session.execute(
+        update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def add_event(
+    session: Session,
+    job_id: str,
+    type_: str,
+    now: datetime,
+    *,
+    status: str | None = None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.execute(
+        insert(JobEvent).values(
+            job_id=job_id, type=type_, status=status, message=message, data=data or {}, created_at=now
+        )
+    )
+
+
+def add_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(JobEvent), rows)
+
+
+def last_event_at(session: Session, job_id: str, type_: str) -> datetime | None:
+    return session.scalar(
+        select(func.max(JobEvent.created_at)).where(JobEvent.job_id == job_id, JobEvent.type == type_)
+    )
+
+
+def events_for(session: Session, job_id: str, after_id: int | None, limit: int) -> Sequence[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id)
+    if after_id is not None:
+        query = query.where(JobEvent.id > after_id)
+    return session.scalars(query.order_by(JobEvent.id).limit(limit)).all()
+
+
+POLL_COLUMNS = (
+    Job.id, Job.model, Job.family, Job.upstream_id, Job.progress, Job.poll_count,
+    Job.poll_errors, Job.claimed_due_at, Job.stall_deadline_at, Job.deadline_at, Job.upstream_status,
+    Job.progress_at,
+)
+
+
+def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Claim up to `limit` running jobs whose poll is due, pushing `due_at` to the lease.
+
+    Postgres: the inner SELECT takes row locks with SKIP LOCKED, so concurrent
+    pollers claim disjoint sets. SQLite serialises writers, and the outer
+    `due_at <= now` re-check makes a second claimer see the moved lease.
+    """
+    due = (
+        select(Job.id)
+        .where(Job.status == JobStatus.RUNNING.value, Job.due_at <= now)
+        .order_by(Job.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(due), Job.status == JobStatus.RUNNING.value, Job.due_at <= now)
+        .values(claimed_due_at=Job.due_at, due_at=lease_until)
+        .returning(*POLL_COLUMNS)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(stmt).all()
+
+
+def apply_poll_updates(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Write back still-running poll results in one executemany, guarded by status."""
+    if not rows:
+        return 0
+    stmt = (
+        update(Job.__table__)
+        .where(Job.__table__.c.id == bindparam("b_id"), Job.__table__.c.status == JobStatus.RUNNING.value)
+        .values(
+            progress=bindparam("b_progress"),
+            upstream_status=bindparam("b_upstream_status"),
+            due_at=bindparam("b_due_at"),
+            poll_count=bindparam("b_poll_count"),
+            poll_errors=bindparam("b_poll_errors"),
+            progress_at=bindparam("b_progress_at"),
+            stall_deadline_at=bindparam("b_stall_deadline_at"),
+            timeout_at=bindparam("b_timeout_at"),
+            updated_at=bindparam("b_updated_at"),
+        )
+    )
+    result = session.execute(stmt, rows)
+    return result.rowcount
+
+
+def claim_ids(
+    session: Session,
+    statuses: Iterable[JobStatus],
+    column: Any,
+    now: datetime,
+    limit: int,
+    values: dict[str, Any],
+) -> list[str]:
+    """Claim active jobs whose `column` instant has passed, applying `values` to them."""
+    status_values = [s.value for s in statuses]
+    due = (
+        select(Job.id)
+        .where(Job.status.in_(status_values), column <= now)
+        .order_by(column)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Job)
+        .where(Job.id.in_(due), Job.status.in_(status_values), column <= now)
+        .values(**values)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(session.scalars(stmt))
+
+
+def due_timeouts(session: Session, now: datetime, limit: int) -> Sequence[Job]:
+    active = [s.value for s in ACTIVE if s is not JobStatus.SUBMITTING]
+    return session.scalars(
+        select(Job)
+        .where(Job.status.in_(active), Job.timeout_at <= now)
+        .order_by(Job.timeout_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.status.in_([s.value for s in ACTIVE])).group_by(Job.status)
+    )
+    return {status: count for status, count in rows}
+
+
+__all__ = [
+    "add_event", "add_events", "apply_poll_updates", "artifacts_for", "claim_due_polls", "claim_ids",
+    "count_by_status", "due_timeouts", "events_for", "get", "get_by_idempotency_key",
+    "get_for_client", "guarded_update", "list_for_client", "status_since",
+]

@@ -1,0 +1,159 @@
+"""Job rules on the API side: accept (validate, store, nudge), list, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pydantic
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.clients.models import Client
+from app.core import metrics
+from app.core.db import utcnow
+from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed, validation_errors
+from app.core.ids import new_id
+from app.core.queue import enqueue
+from app.core.settings import get_settings
+from app.jobs import repository as repo
+from app.jobs.models import Job
+from app.jobs.schemas import JobCreate
+from app.jobs.states import ACTIVE, TERMINAL, JobStatus
+from app.jobs.transitions import move
+from app.providers.base import ValidationContext
+from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
+from app.storage import uploads
+from app.webhooks import ssrf
+
+SUBMIT_TASK = "cometjobs.submit_job"
+
+
+@dataclass
+class Accepted:
+    job: Job
+    replayed: bool
+
+
+def fingerprint(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(existing: Job, print_: str) -> Accepted:
+    if existing.request_fingerprint != print_:
+        raise ValidationFailed(
+            "this Idempotency-Key was already used with a different request body",
+            code="idempotency_key_reused",
+            errors=[FieldError(field="Idempotency-Key", message="already used with a different body", code="idempotency_key_reused")],
+        )
+    return Accepted(existing, replayed=True)
+
+
+def validate_input(session: Session, client: Client, body: JobCreate) -> dict:
+    try:
+        spec = get_model(body.model)
+    except UnknownModel:
+        known = ", ".join(sorted(catalog()))
+        raise ValidationFailed.field("model", f"unknown model {body.model!r}; known models: {known}", "unknown_model") from None
+    ctx = ValidationContext(
+        client_id=client.id,
+        get_job=lambda job_id: repo.get_for_client(session, client.id, job_id),
+        get_upload=lambda upload_id: uploads.get_for_client(session, client.id, upload_id),
+    )
+    try:
+        return adapter_for(spec).validate(spec, body.input, ctx)
+    except pydantic.ValidationError as exc:
+        errors = validation_errors(list(exc.errors()))
+        for err in errors:
+            err.field = f"input.{err.field}" if err.field != "body" else "input"
+        raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
+
+
+def create(session: Session, client: Client, body: JobCreate, idempotency_key: str | None) -> Accepted:
+    settings = get_settings()
+    print_ = fingerprint(body)
+    if idempotency_key:
+        if len(idempotency_key) > 255:
+            raise ValidationFailed.field("Idempotency-Key", "must be at most 255 characters", "too_long")
+        existing = repo.get_by_idempotency_key(session, client.id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, print_)
+
+    spec_input = validate_input(session, client, body)
+    spec = get_model(body.model)
+    webhook_url = body.webhook_url or client.webhook_url
+    if body.webhook_url:
+        try:
+            ssrf.check_at_submit(body.webhook_url, settings.webhook_allowed_cidrs)
+        except ssrf.UnsafeURL as exc:
+            raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
+
+    now = utcnow()
+    job_id = new_id("job")
+    queue_deadline = now + timedelta(seconds=spec.queue_deadline)
+    deadline = now + timedelta(seconds=spec.absolute_deadline)
+    job = Job(
+        id=job_id,
+        client_id=client.id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=print_,
+        model=spec.id,
+        family=spec.family,
+        kind=spec.kind,
+        input=spec_input,
+        meta=body.metadata,
+        webhook_url=webhook_url,
+        webhook_events=list(body.webhook_events or []),
+        parent_job_id=spec_input.get("remix_of") or spec_input.get("parent_job_id"),
+        storage_prefix=f"{client.id}/{job_id}/{secrets.token_urlsafe(12)}",
+        status=JobStatus.QUEUED.value,
+        progress=0,
+        due_at=now + settings.queue_nudge_after,
+        queue_deadline_at=queue_deadline,
+        deadline_at=deadline,
+        timeout_at=min(queue_deadline, deadline),
+        created_at=now,
+        updated_at=now,
+        status_changed_at=now,
+        progress_at=now,
+    )
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        existing = repo.get_by_idempotency_key(session, client.id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
+        return _replay(existing, print_)
+    repo.add_event(session, job_id, "status", now, status=JobStatus.QUEUED.value, message="accepted")
+    enqueue(session, SUBMIT_TASK, job_id)
+    metrics.JOBS_CREATED.labels(model=spec.id).inc()
+    return Accepted(job, replayed=False)
+
+
+def get_owned(session: Session, client: Client, job_id: str) -> Job:
+    job = repo.get_for_client(session, client.id, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def cancel(session: Session, client: Client, job_id: str) -> Job:
+    job = get_owned(session, client, job_id)
+    if job.status in TERMINAL:
+        raise Conflict(f"job {job_id} is already {job.status}", code="job_terminal")
+    now: datetime = utcnow()
+    moved = move(
+        session, job_id, expected=ACTIVE, to=JobStatus.CANCELED, now=now,
+        values={"error_code": "canceled", "error_message": "canceled by the caller", "error_source": "canceled"},
+        message="canceled by the caller",
+    )
+    job = repo.get(session, job_id)
+    if not moved:
+        raise Conflict(f"job {job_id} is already {job.status}", code="job_terminal")
+    return job

@@ -1,0 +1,223 @@
+"""Submit a job upstream, at most once.
+
+The job is leased in `submitting` (with a token and an expiry) before the
+create call. If this worker dies during the call, the lease expires and the
+sweeper fails the job with `upstream_submit_unknown` instead of resubmitting:
+a second create call could bill twice. Errors the upstream answered with a
+retryable status (nothing was created) go back to `queued` with backoff.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+
+from app.core import metrics
+from app.core.db import session_scope, utcnow
+from app.core.ids import new_id
+from app.core.settings import Settings, get_settings
+from app.jobs import repository as repo
+from app.jobs.models import Job
+from app.jobs.states import JobStatus
+from app.jobs.transitions import move
+from app.providers.base import InputFile, PollResult, UpstreamState
+from app.providers.http import UpstreamError, sync_client
+from app.providers.registry import UnknownModel, adapter_for, get_model
+from app.storage import uploads
+from app.storage.backends import get_storage
+from app.webhooks import ssrf
+
+log = structlog.get_logger(__name__)
+COLLECT_TASK = "cometjobs.collect_job"
+
+
+class InputUnavailable(Exception):
+    pass
+
+
+def _backoff(settings: Settings, attempt: int) -> float:
+    base = settings.submit_retry_base.total_seconds() * (2 ** max(0, attempt - 1))
+    return min(settings.submit_retry_cap.total_seconds(), base) * random.uniform(0.8, 1.2)
+
+
+def first_poll_at(spec: Any, now: datetime) -> datetime:
+    return now + timedelta(seconds=spec.poll_first_delay * random.uniform(0.9, 1.1))
+
+
+@contextmanager
+def _resolved_files(pairs: list[tuple[str, str]], client_id: str, settings: Settings) -> Iterator[list[InputFile]]:
+    files: list[InputFile] = []
+    for field, ref in pairs:
+        if ref.startswith("upl_"):
+            with session_scope() as session:
+                upload = uploads.get_for_client(session, client_id, ref)
+            if upload is None:
+                raise InputUnavailable(f"{field}: upload {ref} no longer exists")
+            data = b"".join(get_storage().read(upload.storage_key))
+            files.append(InputFile(field, upload.filename, upload.content_type, lambda d=data: io.BytesIO(d)))
+        else:
+            data, content_type = _fetch_reference(ref, settings)
+            name = ref.rsplit("/", 1)[-1].split("?")[0] or "reference"
+            files.append(InputFile(field, name, content_type, lambda d=data: io.BytesIO(d)))
+    yield files
+
+
+def _fetch_reference(url: str, settings: Settings) -> tuple[bytes, str]:
+    try:
+        ssrf.check_at_send(url, settings.webhook_allowed_cidrs)
+        with httpx.Client(timeout=30, follow_redirects=False) as http, http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise InputUnavailable(f"input_reference: {url} answered HTTP {response.status_code}")
+            data = b""
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) > settings.max_upload_bytes:
+                    raise InputUnavailable(f"input_reference: larger than {settings.max_upload_bytes} bytes")
+    except ssrf.UnsafeURL as exc:
+        raise InputUnavailable(f"input_reference: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise InputUnavailable(f"input_reference: cannot fetch {url}: {type(exc).__name__}") from None
+    sniffed = uploads.sniff_image(data)
+    if sniffed is None:
+        raise InputUnavailable("input_reference: the URL did not return a PNG, JPEG or WebP image")
+    return data, sniffed[0]
+
+
+def submit(job_id: str) -> str:
+    settings = get_settings()
+    now = utcnow()
+    token = new_id("lease")
+    with session_scope() as session:
+        job = repo.get(session, job_id)
+        if job is None or job.status != JobStatus.QUEUED:
+            return "skipped"
+        if job.submit_attempts and job.due_at and job.due_at > now:
+            return "not_due"  # a retry's backoff has not elapsed; the sweeper nudges later
+        claimed = move(
+            session, job_id, expected=[JobStatus.QUEUED], to=JobStatus.SUBMITTING, now=now,
+            values={
+                "lease_token": token,
+                "due_at": now + settings.submit_lease,
+                "submit_attempts": Job.submit_attempts + 1,
+            },
+        )
+        if not claimed:
+            return "skipped"
+        job = repo.get(session, job_id)
+        parent = repo.get(session, job.parent_job_id) if job.parent_job_id else None
+    structlog.contextvars.bind_contextvars(job_id=job_id, model=job.model)
+    try:
+        spec = get_model(job.model)
+    except UnknownModel:
+        return _fail(job, token, "model_unavailable", f"model {job.model} is no longer configured", "validation")
+    adapter = adapter_for(spec)
+    started = time.perf_counter()
+    try:
+        with _resolved_files(adapter.input_files(spec, job.input), job.client_id, settings) as files:
+            request = adapter.build_create(spec, job.input, files, parent)
+            body = sync_client().call(request)
+        created = adapter.parse_create(spec, body)
+    except InputUnavailable as exc:
+        return _fail(job, token, "input_unavailable", str(exc), "validation")
+    except UpstreamError as exc:
+        metrics.upstream_call(spec.family, "create", exc.error_code, time.perf_counter() - started)
+        return _upstream_error(job, token, exc, settings)
+    except (ValueError, KeyError, TypeError) as exc:
+        metrics.upstream_call(spec.family, "create", "bad_response", time.perf_counter() - started)
+        return _fail(
+            job, token, "upstream_submit_unknown",
+            f"the create call answered but its response could not be read ({exc}); not resubmitted",
+            "upstream",
+        )
+    metrics.upstream_call(spec.family, "create", "ok", time.perf_counter() - started)
+    return _accepted(job, token, spec, created.upstream_id, created.immediate, body)
+
+
+def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: PollResult | None, body: Any) -> str:
+    now = utcnow()
+    with session_scope() as session:
+        common = {"upstream_id": upstream_id, "submitted_at": now, "lease_token": None}
+        if immediate is not None and immediate.state is UpstreamState.SUCCEEDED:
+            moved = move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.COLLECTING, now=now,
+                lease_token=token, message=f"upstream {upstream_id} answered with the result",
+                values={**common, "progress": 100, "upstream_status": immediate.raw_status,
+                        "upstream_payload": body if isinstance(body, dict) else {"data": body},
+                        "due_at": now + get_settings().collect_lease, "timeout_at": None},
+            )
+            if moved:
+                from app.core.queue import enqueue
+
+                enqueue(session, COLLECT_TASK, job.id)
+        elif immediate is not None and immediate.state is UpstreamState.FAILED:
+            moved = move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
+                values={**common, "error_code": immediate.error_code or "generation_failed",
+                        "error_message": immediate.error_message or "the upstream reported a failure",
+                        "error_source": "upstream", "upstream_status": immediate.raw_status},
+            )
+        else:
+            stall = now + timedelta(seconds=spec.stall_deadline)
+            moved = move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.RUNNING, now=now, lease_token=token,
+                message=f"submitted as {upstream_id}",
+                values={**common, "upstream_status": (body or {}).get("status") if isinstance(body, dict) else None,
+                        "due_at": first_poll_at(spec, now), "progress_at": now, "stall_deadline_at": stall,
+                        "timeout_at": min(stall, job.deadline_at) if job.deadline_at else stall},
+            )
+        if not moved:
+            # Canceled (or judged lost) while the call was in flight: keep the orphan on record.
+            repo.add_event(
+                session, job.id, "upstream_orphan", now,
+                message=f"upstream task {upstream_id} was created after the job left submitting",
+                data={"upstream_id": upstream_id},
+            )
+            return "orphaned"
+    return "submitted"
+
+
+def _upstream_error(job: Job, token: str, exc: UpstreamError, settings: Settings) -> str:
+    now = utcnow()
+    with session_scope() as session:
+        repo.add_event(session, job.id, "upstream_error", now, message=exc.message, data={"stage": "submit", **exc.as_event()})
+        if not exc.certain_not_processed:
+            move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
+                values={"error_code": "upstream_submit_unknown", "error_source": "upstream",
+                        "error_message": f"the create call's outcome is unknown ({exc.message}); "
+                        "not resubmitted, to avoid a duplicate charge"},
+            )
+            return "failed"
+        if exc.retryable and job.submit_attempts < settings.submit_max_attempts:
+            delay = _backoff(settings, job.submit_attempts)
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.QUEUED, now=now, lease_token=token,
+                values={"due_at": now + timedelta(seconds=delay), "lease_token": None},
+                message=f"create call failed ({exc.error_code}); retrying in {delay:.1f}s",
+            )
+            return "retry"
+        move(
+            session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
+            values={"error_code": exc.code or exc.error_code, "error_message": exc.message, "error_source": "upstream"},
+        )
+    return "failed"
+
+
+def _fail(job: Job, token: str, code: str, message: str, source: str) -> str:
+    now = utcnow()
+    with session_scope() as session:
+        move(
+            session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
+            values={"error_code": code, "error_message": message, "error_source": source},
+        )
+    return "failed"

@@ -1,0 +1,82 @@
+"""The sweeper: the database says what is overdue; nudge it again.
+
+Runs on a short beat interval. Because every queue message is only a nudge,
+losing all of them (a flushed Redis, a crashed worker) delays jobs by at most
+one sweep, never loses them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import structlog
+
+from app.core.db import session_scope, utcnow
+from app.core.queue import enqueue
+from app.core.settings import get_settings
+from app.jobs import repository as repo
+from app.jobs.models import Job
+from app.jobs.service import SUBMIT_TASK
+from app.jobs.states import JobStatus
+from app.jobs.submit import COLLECT_TASK
+from app.jobs.transitions import move
+
+log = structlog.get_logger(__name__)
+
+
+def sweep() -> dict[str, int]:
+    settings = get_settings()
+    stats: dict[str, int] = defaultdict(int)
+    now = utcnow()
+    limit = settings.sweep_batch_size
+
+    with session_scope() as session:
+        for job_id in repo.claim_ids(
+            session, [JobStatus.QUEUED], Job.due_at, now, limit, {"due_at": now + settings.queue_nudge_after}
+        ):
+            enqueue(session, SUBMIT_TASK, job_id)
+            stats["submit_nudged"] += 1
+
+    with session_scope() as session:
+        # A lease that expired in `submitting` means the worker died mid-call:
+        # the create may or may not have happened upstream. Never resubmit.
+        for job_id in repo.claim_ids(session, [JobStatus.SUBMITTING], Job.due_at, now, limit, {"due_at": None}):
+            moved = move(
+                session, job_id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now,
+                values={"error_code": "upstream_submit_unknown", "error_source": "upstream",
+                        "error_message": "the worker stopped during the create call, so whether the upstream "
+                        "created the task is unknown; not resubmitted, to avoid a duplicate charge"},
+            )
+            stats["submit_lease_expired"] += int(moved)
+
+    with session_scope() as session:
+        for job_id in repo.claim_ids(
+            session, [JobStatus.COLLECTING], Job.due_at, now, limit,
+            {"due_at": now + settings.collect_lease, "lease_token": None},
+        ):
+            enqueue(session, COLLECT_TASK, job_id)
+            stats["collect_nudged"] += 1
+
+    with session_scope() as session:
+        for job in repo.due_timeouts(session, now, limit):
+            code, message = _which_deadline(job, now)
+            moved = move(
+                session, job.id, expected=[JobStatus(job.status)], to=JobStatus.TIMED_OUT, now=now,
+                values={"error_code": code, "error_message": message, "error_source": "timeout"},
+                message=message,
+            )
+            stats["timed_out"] += int(moved)
+    if any(stats.values()):
+        log.info("sweep", **stats)
+    return dict(stats)
+
+
+def _which_deadline(job: Job, now) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    if job.status == JobStatus.QUEUED and job.queue_deadline_at and job.queue_deadline_at <= now:
+        return "queue_timeout", f"not submitted within the queue deadline ({job.queue_deadline_at.isoformat()})"
+    if job.deadline_at and job.deadline_at <= now:
+        return "deadline_exceeded", f"not finished by the job's deadline ({job.deadline_at.isoformat()})"
+    return "stalled", (
+        f"no progress from the upstream since {job.progress_at.isoformat()} "
+        f"(last status {job.upstream_status or 'unknown'}, {job.progress}%)"
+    )

@@ -1,0 +1,77 @@
+"""Guarded state changes. Every move is `UPDATE ... WHERE status IN (expected)`,
+writes a timeline event, and — for terminal moves — creates the webhook event
+in the same transaction, so a job ends exactly once and announces it once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session
+
+from app.clients.models import Client
+from app.core import metrics
+from app.jobs import repository as repo
+from app.jobs.states import TERMINAL, TERMINAL_EVENT, JobStatus
+from app.webhooks import repository as webhook_repo
+from app.webhooks import service as webhooks
+
+log = structlog.get_logger(__name__)
+NON_TERMINAL_EVENTS = ("job.running", "job.progress")
+
+
+def move(
+    session: Session,
+    job_id: str,
+    *,
+    expected: Iterable[JobStatus],
+    to: JobStatus,
+    now: datetime,
+    values: dict[str, Any] | None = None,
+    lease_token: str | None = None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    update = {"status": to.value, "updated_at": now, "status_changed_at": now, **(values or {})}
+    if to in TERMINAL:
+        update.update(completed_at=now, due_at=None, timeout_at=None, lease_token=None)
+    previous = repo.status_since(session, job_id)
+    if not repo.guarded_update(session, job_id, expected, update, lease_token=lease_token):
+        return False
+    repo.add_event(session, job_id, "status", now, status=to.value, message=message, data=data)
+    job = repo.get(session, job_id)
+    assert job is not None
+    log.info("job_status", job_id=job_id, model=job.model, status=to.value, message=message)
+    metrics.job_transition(job, to.value, now, previous)
+    if to in TERMINAL:
+        _announce(session, job, TERMINAL_EVENT[to], now)
+        if to is JobStatus.CANCELED:
+            webhook_repo.cancel_pending(session, job_id, NON_TERMINAL_EVENTS, now)
+    elif to is JobStatus.RUNNING and "job.running" in subscribed_events(session, job):
+        _announce(session, job, "job.running", now)
+    return True
+
+
+def subscribed_events(session: Session, job: Any) -> set[str]:
+    if job.webhook_events:
+        return set(job.webhook_events)
+    client = session.get(Client, job.client_id)
+    return set(client.webhook_events or []) if client else set()
+
+
+def _announce(session: Session, job: Any, event_type: str, now: datetime) -> None:
+    from app.jobs.views import load_out
+
+    client = session.get(Client, job.client_id)
+    if client is None or not job.webhook_url:
+        return
+    data = load_out(session, job, with_webhook=False).model_dump(mode="json", exclude={"webhook"})
+    webhooks.create_event(
+        session, job_id=job.id, client=client, url=job.webhook_url, event_type=event_type, data=data, now=now
+    )
+
+
+def announce_progress(session: Session, job: Any, now: datetime) -> None:
+    _announce(session, job, "job.progress", now)

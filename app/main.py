@@ -1,0 +1,116 @@
+"""The FastAPI gateway: `create_app()` wires routers, errors, middleware."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core import metrics
+from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from app.core.logging import configure_logging
+from app.core.settings import get_settings
+
+log = structlog.get_logger("cometjobs.api")
+
+
+class RequestContext:
+    """Request id, access log and HTTP metrics, labelled by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
+            method = scope.get("method", "GET")
+            metrics.HTTP_REQUESTS.labels(route=template, method=method, status=str(status[0])).inc()
+            metrics.HTTP_LATENCY.labels(route=template, method=method).observe(elapsed)
+            if template not in ("/metrics", "/healthz"):
+                log.info("http_request", method=method, route=template, status=status[0],
+                         duration_ms=round(elapsed * 1000, 1))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    from app.providers.registry import all_adapters
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    refs = []
+    for family, adapter in sorted(all_adapters().items()):
+        model_schema = adapter.input_model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in model_schema.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        name = adapter.input_model.__name__
+        components[name] = model_schema
+        refs.append({"$ref": f"#/components/schemas/{name}"})
+    job_create = components.get("JobCreate", {}).get("properties", {})
+    if "input" in job_create:
+        description = job_create["input"].get("description", "")
+        job_create["input"] = {
+            "description": description + " One of the per-family input schemas; GET /v1/models says which "
+            "model takes which, with its constraints.",
+            "anyOf": refs,
+        }
+    # Errors are problem+json, not application/json.
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if code.isdigit() and int(code) >= 400 and "application/json" in content:
+                    content[PROBLEM_MEDIA_TYPE] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    del content["application/json"]
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.effective_log_format, settings.log_level)
+    from app.health.endpoints import router as health_router
+    from app.health.metrics import router as metrics_router
+    from app.jobs.endpoints import router as jobs_router
+    from app.providers.endpoints import router as models_router
+    from app.storage.endpoints import router as storage_router
+    from app.webhooks.endpoints import router as webhooks_router
+
+    app = FastAPI(
+        title="cometjobs",
+        version="0.1.0",
+        description="Durable jobs for CometAPI's asynchronous generation models: submit, poll, store, "
+        "and a signed webhook when the job ends. Errors are RFC 9457 problem+json with a stable `code`.",
+    )
+    install_error_handlers(app)
+    for router in (jobs_router, storage_router, webhooks_router, models_router, health_router, metrics_router):
+        app.include_router(router)
+    app.add_middleware(RequestContext)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,9 @@
+"""Every table, imported in one place for Alembic and for tests."""
+
+from app.clients.models import Client
+from app.core.db import Base
+from app.jobs.models import Job, JobEvent
+from app.storage.models import Artifact, Upload
+from app.webhooks.models import WebhookAttempt, WebhookDelivery
+
+__all__ = ["Artifact", "Base", "Client", "Job", "JobEvent", "Upload", "WebhookAttempt", "WebhookDelivery"]

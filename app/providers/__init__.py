@@ -1,0 +1,1 @@
+"""CometAPI families behind one adapter interface, and the model catalogue."""

@@ -1,0 +1,224 @@
+"""The adapter interface every CometAPI family implements, and its data types.
+
+An adapter is pure translation: it validates a caller's input for one model,
+builds the upstream requests, and parses upstream answers into one status
+vocabulary. It never performs I/O; the pipeline does that.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import IO, Any, ClassVar
+
+import structlog
+from pydantic import BaseModel
+
+log = structlog.get_logger(__name__)
+
+
+class UpstreamState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A file the create request must carry (multipart)."""
+
+    field: str
+    filename: str
+    content_type: str
+    open: Callable[[], IO[bytes]]
+
+
+@dataclass
+class UpstreamRequest:
+    method: str
+    path: str
+    json: Any = None
+    data: dict[str, str] | None = None
+    files: list[InputFile] = field(default_factory=list)
+    params: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+
+
+@dataclass
+class ArtifactSource:
+    """Where one result lives: a CometAPI request (authenticated) or a plain URL."""
+
+    name: str
+    request: UpstreamRequest | None = None
+    url: str | None = None
+    optional: bool = False
+    content_type: str | None = None
+
+
+@dataclass
+class PollResult:
+    state: UpstreamState
+    raw_status: str | None = None
+    progress: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    outputs: list[ArtifactSource] = field(default_factory=list)
+    payload: dict[str, Any] | None = None
+
+
+@dataclass
+class CreateResult:
+    upstream_id: str
+    # Synchronous families answer with the result at once.
+    immediate: PollResult | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model as the catalogue describes it (configuration, not code)."""
+
+    id: str
+    family: str
+    kind: str
+    upstream_model: str
+    options: Mapping[str, Any]
+    poll_first_delay: float
+    poll_interval: float
+    poll_interval_max: float
+    queue_deadline: float
+    stall_deadline: float
+    absolute_deadline: float
+    unverified: bool = False
+
+    def option(self, name: str, default: Any = None) -> Any:
+        return self.options.get(name, default)
+
+
+@dataclass
+class ValidationContext:
+    """What an adapter may look up while validating: the caller's own records."""
+
+    client_id: str
+    get_job: Callable[[str], Any]
+    get_upload: Callable[[str], Any]
+
+
+class Adapter:
+    """Base class: subclasses set `family` and `input_model` and override the hooks."""
+
+    family: ClassVar[str]
+    input_model: ClassVar[type[BaseModel]]
+    status_map: ClassVar[Mapping[str, UpstreamState]] = {}
+
+    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
+        model = self.input_model.model_validate(raw, context={"spec": spec, "ctx": ctx})
+        return model.model_dump(mode="json", exclude_none=True)
+
+    def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
+        """(multipart field, reference) pairs the create call needs resolved to files."""
+        return []
+
+    def build_create(
+        self, spec: ModelSpec, job_input: dict[str, Any], files: list[InputFile], parent: Any
+    ) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        raise NotImplementedError
+
+    def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        raise NotImplementedError
+
+    def example_input(self, spec: ModelSpec) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def constraints(self, spec: ModelSpec) -> dict[str, Any]:
+        return dict(spec.options)
+
+    def map_status(self, raw: str | None) -> UpstreamState:
+        if raw is None:
+            return UpstreamState.UNKNOWN
+        state = self.status_map.get(raw) or self.status_map.get(raw.lower())
+        if state is None:
+            _log_unknown_status_once(self.family, raw)
+            return UpstreamState.UNKNOWN
+        return state
+
+
+_seen_unknown: set[tuple[str, str]] = set()
+
+
+def _log_unknown_status_once(family: str, word: str) -> None:
+    if (family, word) not in _seen_unknown:
+        _seen_unknown.add((family, word))
+        log.warning("upstream_unknown_status", family=family, status_word=word)
+
+
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%?\s*$")
+
+
+def parse_progress(value: Any) -> int | None:
+    """Integers, floats (0–1 or 0–100) and strings like "58%" become 0–100."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        if 0 < number < 1 and isinstance(value, float):
+            number *= 100
+    elif isinstance(value, str):
+        match = _PERCENT.match(value)
+        if not match:
+            return None
+        number = float(match.group(1))
+    else:
+        return None
+    return max(0, min(100, int(number)))
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Unix seconds, Unix milliseconds or ISO 8601 strings, to aware UTC."""
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 10**11 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return parse_timestamp(int(text))
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def first(mapping: Any, *paths: str) -> Any:
+    """The first non-empty value at any dotted path (`data.task_result.videos.0.url`)."""
+    for path in paths:
+        node = mapping
+        for part in path.split("."):
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                node = None
+            if node is None:
+                break
+        if node not in (None, "", [], {}):
+            return node
+    return None
+
+
+def names(items: Iterable[str]) -> str:
+    return ", ".join(sorted(items))

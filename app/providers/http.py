@@ -1,0 +1,261 @@
+"""Talking to CometAPI: pooled clients and error classification.
+
+Classification follows CometAPI's error guide: retry 429, 500/502/503/504/524
+and timeouts (with backoff, honouring `Retry-After`); never retry 400, 401,
+403, 404, redirects (a wrong path answers 301 or HTML) or a 500 whose
+`error.code` is `invalid_request`. The request id found in an error message is
+kept for support.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from app.core.settings import Settings, get_settings
+from app.providers.base import UpstreamRequest
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524}
+_REQUEST_ID = re.compile(r"request[ _-]?id[:=\s]+([A-Za-z0-9_\-]+)", re.IGNORECASE)
+
+
+class UpstreamError(Exception):
+    """A failed CometAPI call, classified.
+
+    `certain_not_processed` is True only when the upstream cannot have acted on
+    the request (the connection never opened, or it answered with an error
+    status); submit uses it to decide whether a retry could double-bill.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retryable: bool,
+        retry_after: float | None = None,
+        certain_not_processed: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.certain_not_processed = certain_not_processed
+
+    @property
+    def error_code(self) -> str:
+        if self.status is None:
+            return "upstream_unreachable"
+        return f"upstream_http_{self.status}"
+
+    def as_event(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "code": self.code,
+            "message": self.message[:500],
+            "request_id": self.request_id,
+            "retryable": self.retryable,
+        }
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        from datetime import UTC, datetime
+
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+def error_from_response(response: httpx.Response) -> UpstreamError:
+    status = response.status_code
+    code = None
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            code = err.get("code") or err.get("type") or None
+            message = str(err.get("message") or "")
+        elif isinstance(err, str):
+            message = err
+        message = message or str(body.get("message") or body.get("detail") or body.get("description") or "")
+    if not message:
+        message = (response.text or response.reason_phrase or "")[:300].strip() or f"HTTP {status}"
+    match = _REQUEST_ID.search(message)
+    request_id = match.group(1) if match else response.headers.get("x-request-id")
+    if 300 <= status < 400:
+        retryable = False
+        message = f"unexpected redirect to {response.headers.get('location', '?')} (wrong base URL or path?)"
+    elif status == 500 and code == "invalid_request":
+        retryable = False
+    else:
+        retryable = status in RETRYABLE_STATUS
+    return UpstreamError(
+        message, status=status, code=str(code) if code else None, request_id=request_id,
+        retryable=retryable, retry_after=_retry_after(response),
+    )
+
+
+def error_from_exception(exc: httpx.HTTPError) -> UpstreamError:
+    # A connection that never opened cannot have created anything upstream.
+    not_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return UpstreamError(
+        f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        retryable=True,
+        certain_not_processed=not_sent,
+    )
+
+
+def _timeout(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(
+        settings.upstream_read_timeout.total_seconds(),
+        connect=settings.upstream_connect_timeout.total_seconds(),
+    )
+
+
+def _headers(settings: Settings) -> dict[str, str]:
+    headers = {"User-Agent": "cometjobs/0.1", "Accept": "application/json"}
+    if settings.cometapi_key:
+        headers["Authorization"] = f"Bearer {settings.cometapi_key.get_secret_value()}"
+    return headers
+
+
+def _request_kwargs(req: UpstreamRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"params": req.params, "headers": req.headers}
+    if req.files:
+        kwargs["data"] = req.data or {}
+        kwargs["files"] = [(f.field, (f.filename, f.open(), f.content_type)) for f in req.files]
+    elif req.data is not None:
+        # multipart/form-data even without files: the /v1/videos contract
+        kwargs["files"] = [(k, (None, v)) for k, v in req.data.items()]
+    elif req.json is not None:
+        kwargs["json"] = req.json
+    return kwargs
+
+
+def parse_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamError(
+            f"upstream answered {response.status_code} with a body that is not JSON",
+            status=response.status_code, code="bad_response", retryable=True,
+            certain_not_processed=False,
+        ) from None
+
+
+class CometAPI:
+    """A pooled synchronous client (submit, collect)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.http = httpx.Client(
+            base_url=self.settings.cometapi_base_url,
+            timeout=_timeout(self.settings),
+            headers=_headers(self.settings),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=self.settings.upstream_max_connections),
+        )
+        # Result links outside CometAPI (provider CDNs) get no credentials and may redirect.
+        self.plain = httpx.Client(
+            timeout=_timeout(self.settings), follow_redirects=True, max_redirects=5,
+            headers={"User-Agent": "cometjobs/0.1"},
+        )
+
+    def call(self, req: UpstreamRequest) -> Any:
+        try:
+            response = self.http.request(req.method, req.path, **_request_kwargs(req))
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc) from exc
+        if response.status_code >= 300:
+            raise error_from_response(response)
+        return parse_json(response)
+
+    @contextmanager
+    def stream(self, req: UpstreamRequest | None = None, url: str | None = None) -> Iterator[httpx.Response]:
+        """Stream a result: a CometAPI request, or an absolute URL (no auth header sent)."""
+        try:
+            if req is not None:
+                cm = self.http.stream(req.method, req.path, **_request_kwargs(req))
+            elif url and url.startswith(self.settings.cometapi_base_url + "/"):
+                cm = self.http.stream("GET", url)
+            else:
+                assert url is not None
+                cm = self.plain.stream("GET", url)
+            with cm as response:
+                if response.status_code >= 300:
+                    response.read()
+                    raise error_from_response(response)
+                yield response
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc) from exc
+
+    def close(self) -> None:
+        self.http.close()
+        self.plain.close()
+
+
+class AsyncCometAPI:
+    """A pooled asynchronous client for batched polling."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.http = httpx.AsyncClient(
+            base_url=self.settings.cometapi_base_url,
+            timeout=_timeout(self.settings),
+            headers=_headers(self.settings),
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=self.settings.upstream_max_connections,
+                max_keepalive_connections=self.settings.upstream_max_connections,
+            ),
+        )
+
+    async def call(self, req: UpstreamRequest) -> Any:
+        try:
+            response = await self.http.request(req.method, req.path, **_request_kwargs(req))
+        except httpx.HTTPError as exc:
+            raise error_from_exception(exc) from exc
+        if response.status_code >= 300:
+            raise error_from_response(response)
+        return parse_json(response)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+_sync: tuple[int, CometAPI] | None = None
+
+
+def sync_client() -> CometAPI:
+    """One pooled client per process (re-created after a fork)."""
+    global _sync
+    if _sync is None or _sync[0] != os.getpid():
+        _sync = (os.getpid(), CometAPI())
+    return _sync[1]
+
+
+def reset_clients() -> None:
+    global _sync
+    _sync = None

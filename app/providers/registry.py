@@ -1,0 +1,93 @@
+"""Model catalogue and adapter registry.
+
+Model ids, their upstream names and constraints live in TOML files
+(`app/providers/catalog/*.toml`, then `COMETJOBS_MODELS_FILE` on top), so a
+renamed or retired upstream model is a configuration change. Each model names
+its `family`; the family names the adapter module `app.providers.<family>`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from app.core.settings import get_settings
+from app.providers.base import Adapter, ModelSpec
+
+CATALOG_DIR = Path(__file__).parent / "catalog"
+_SPEC_FIELDS = {
+    "family", "kind", "upstream_model", "poll_first_delay", "poll_interval", "poll_interval_max",
+    "queue_deadline", "stall_deadline", "absolute_deadline", "unverified",
+}
+
+
+class UnknownModel(LookupError):
+    pass
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for section in ("kinds", "models"):
+        for key, values in layer.get(section, {}).items():
+            into.setdefault(section, {}).setdefault(key, {}).update(values)
+
+
+def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
+    raw: dict[str, Any] = {}
+    files = sorted(CATALOG_DIR.glob("*.toml"))
+    if extra:
+        files.append(extra)
+    for path in files:
+        with path.open("rb") as fh:
+            _merge(raw, tomllib.load(fh))
+    kinds = raw.get("kinds", {})
+    specs: dict[str, ModelSpec] = {}
+    for model_id, entry in raw.get("models", {}).items():
+        if entry.get("enabled", True) is False:
+            continue
+        base = dict(kinds.get(entry["kind"], {}))
+        base.update(entry)
+        options = {k: v for k, v in base.items() if k not in _SPEC_FIELDS and k != "enabled"}
+        specs[model_id] = ModelSpec(
+            id=model_id,
+            family=base["family"],
+            kind=base["kind"],
+            upstream_model=base.get("upstream_model", model_id),
+            options=options,
+            poll_first_delay=float(base["poll_first_delay"]),
+            poll_interval=float(base["poll_interval"]),
+            poll_interval_max=float(base["poll_interval_max"]),
+            queue_deadline=float(base["queue_deadline"]),
+            stall_deadline=float(base["stall_deadline"]),
+            absolute_deadline=float(base["absolute_deadline"]),
+            unverified=bool(base.get("unverified", False)),
+        )
+    return specs
+
+
+@lru_cache
+def catalog() -> dict[str, ModelSpec]:
+    return load_catalog(get_settings().models_file)
+
+
+@lru_cache
+def adapter_for_family(family: str) -> Adapter:
+    module = importlib.import_module(f"app.providers.{family}")
+    return module.ADAPTER
+
+
+def get_model(model_id: str) -> ModelSpec:
+    try:
+        return catalog()[model_id]
+    except KeyError:
+        raise UnknownModel(model_id) from None
+
+
+def adapter_for(spec: ModelSpec) -> Adapter:
+    return adapter_for_family(spec.family)
+
+
+def all_adapters() -> dict[str, Adapter]:
+    return {spec.family: adapter_for(spec) for spec in catalog().values()}

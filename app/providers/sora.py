@@ -1,0 +1,321 @@
+"""Sora 2 (`/v1/videos`): official models and CometAPI's "-all" format.
+
+Official: https://apidoc.cometapi.com/api/video/sora-2/official/create-video.
+The "-all" format's CometAPI page was NOT FOUND; its extra fields (watermark,
+private, style, character_*) follow public third-party docs and are
+UNVERIFIED (see COMETAPI.md §1b). Constraints per model live in
+`catalog/sora.toml`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from app.core.errors import FieldError, ValidationFailed
+from app.providers.base import (
+    Adapter,
+    ArtifactSource,
+    CreateResult,
+    InputFile,
+    ModelSpec,
+    PollResult,
+    UpstreamRequest,
+    UpstreamState,
+    ValidationContext,
+    parse_progress,
+)
+
+ALL_FORMAT_ONLY = (
+    "watermark", "private", "style", "character_url", "character_timestamps",
+    "character_from_task", "character_create",
+)
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+
+
+def _to_str(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return value
+
+
+class SoraInput(BaseModel):
+    """Input for `sora-2`, `sora-2-pro`, `sora-2-all` and `sora-2-pro-all`.
+
+    `seconds` and `size` allowed per model are listed by `GET /v1/models`. A
+    prompt that starts with `Shot 1:` is a storyboard: shots `Shot N:` /
+    `duration: Xsec` / `Scene: ...`, numbered from 1, durations summing to
+    `seconds`. Fields marked "-all" are accepted by the -all models only.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=8000, description="What to generate, or a storyboard.")
+    seconds: Annotated[str, BeforeValidator(_to_str)] | None = Field(
+        None, description="Clip length in seconds (string or number). Default: the model's shortest."
+    )
+    size: str | None = Field(None, description="WIDTHxHEIGHT, e.g. 1280x720.")
+    input_reference: str | None = Field(
+        None,
+        description="First-frame image: an upload id (`upl_...` from POST /v1/uploads) or an "
+        "https URL. Its dimensions must equal `size`.",
+    )
+    remix_of: str | None = Field(
+        None, description="Id of a succeeded Sora job of yours to remix (only `prompt` may be set)."
+    )
+    watermark: bool | None = Field(None, description="-all only.")
+    private: bool | None = Field(None, description="-all only: hidden, cannot be remixed.")
+    style: Literal["winter", "comic", "news"] | None = Field(None, description="-all only.")
+    character_url: str | None = Field(None, description="-all only: video URL to build a character from.")
+    character_timestamps: str | None = Field(
+        None, description='-all only: "start,end" seconds into character_url, 1-3 s apart.'
+    )
+    character_from_task: str | None = Field(None, description="-all only: a completed upstream task id.")
+    character_create: bool | None = Field(None, description="-all only: make a character from the output.")
+
+
+_SHOT_HEADER = re.compile(r"^[ \t]*shot[ \t]*(\d+)[ \t]*:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+_DURATION = re.compile(r"^[ \t]*duration[ \t]*:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_DURATION_VALUE = re.compile(r"^(\d+(?:\.\d+)?)[ \t]*(?:s|sec|secs|second|seconds)?$", re.IGNORECASE)
+_SCENE = re.compile(r"^[ \t]*scene[ \t]*:[ \t]*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass
+class Shot:
+    number: int
+    duration: float | None
+    scene: str
+
+
+def is_storyboard(prompt: str) -> bool:
+    return bool(re.match(r"\s*shot[ \t]*\d+[ \t]*:", prompt, re.IGNORECASE))
+
+
+def storyboard_errors(prompt: str, seconds: float) -> list[str]:
+    """Every problem with a storyboard prompt, one message per problem."""
+    headers = list(_SHOT_HEADER.finditer(prompt))
+    problems: list[str] = []
+    shots: list[Shot] = []
+    for index, header in enumerate(headers):
+        end = headers[index + 1].start() if index + 1 < len(headers) else len(prompt)
+        body = header.group(2) + "\n" + prompt[header.end() : end]
+        number = int(header.group(1))
+        label = f"shot {index + 1} (\"Shot {number}:\")"
+        if number != index + 1:
+            problems.append(f"{label}: shots must be numbered from 1 in order; expected Shot {index + 1}")
+        durations = _DURATION.findall(body)
+        duration: float | None = None
+        if not durations:
+            problems.append(f"{label}: missing a 'duration: Xsec' line")
+        elif len(durations) > 1:
+            problems.append(f"{label}: has {len(durations)} duration lines; give exactly one")
+        else:
+            match = _DURATION_VALUE.match(durations[0])
+            if not match:
+                problems.append(f"{label}: duration {durations[0]!r} is not a number of seconds like '7.5sec'")
+            elif float(match.group(1)) <= 0:
+                problems.append(f"{label}: duration must be more than 0 seconds")
+            else:
+                duration = float(match.group(1))
+        scenes = [s.strip() for s in _SCENE.findall(body)]
+        if not scenes or not scenes[0]:
+            problems.append(f"{label}: missing a non-empty 'Scene: ...' line")
+        shots.append(Shot(number, duration, scenes[0] if scenes else ""))
+    if shots and all(s.duration is not None for s in shots):
+        total = sum(s.duration or 0 for s in shots)
+        if abs(total - seconds) > 0.01:
+            parts = " + ".join(f"{s.duration:g}" for s in shots)
+            problems.append(
+                f"shot durations add up to {total:g} s ({parts}) but seconds is {seconds:g}; they must be equal"
+            )
+    return problems
+
+
+def _timestamps_error(value: str) -> str | None:
+    parts = value.split(",")
+    if len(parts) != 2:
+        return 'must be "start,end" in seconds, e.g. "1,3"'
+    try:
+        start, end = (float(p.strip()) for p in parts)
+    except ValueError:
+        return 'must be "start,end" in seconds, e.g. "1,3"'
+    if start < 0:
+        return "start must not be negative"
+    if not 1 <= end - start <= 3:
+        return f"the range must be 1-3 s long; {start:g} to {end:g} is {end - start:g} s"
+    return None
+
+
+class SoraAdapter(Adapter):
+    family = "sora"
+    input_model = SoraInput
+    status_map = {
+        "queued": UpstreamState.PENDING,
+        "in_progress": UpstreamState.RUNNING,
+        "processing": UpstreamState.RUNNING,
+        "completed": UpstreamState.SUCCEEDED,
+        "failed": UpstreamState.FAILED,
+        "expired": UpstreamState.FAILED,
+        "cancelled": UpstreamState.FAILED,
+    }
+
+    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
+        data = SoraInput.model_validate(raw)
+        errors: list[FieldError] = []
+
+        def bad(field: str, message: str, code: str = "invalid") -> None:
+            errors.append(FieldError(field=f"input.{field}", message=message, code=code))
+
+        is_all = spec.option("format") == "all"
+        if not is_all:
+            for name in ALL_FORMAT_ONLY:
+                if getattr(data, name) is not None:
+                    bad(name, f"not supported by {spec.id}; only the -all models accept it", "unsupported_field")
+
+        if data.remix_of is not None:
+            for name in ("seconds", "size", "input_reference", *ALL_FORMAT_ONLY):
+                if getattr(data, name) is not None:
+                    bad(name, "a remix takes only a prompt; the clip keeps its source's settings", "unsupported_field")
+            parent = ctx.get_job(data.remix_of)
+            if parent is None:
+                bad("remix_of", f"no job {data.remix_of} of yours exists", "not_found")
+            elif parent.family != "sora":
+                bad("remix_of", f"job {parent.id} is a {parent.model} job, not a Sora video", "invalid_reference")
+            elif parent.status != "succeeded" or not parent.upstream_id:
+                bad("remix_of", f"job {parent.id} is {parent.status}; only a succeeded video can be remixed", "invalid_reference")
+            elif parent.model != spec.id:
+                bad("remix_of", f"job {parent.id} used {parent.model}; remix it with the same model", "invalid_reference")
+            if errors:
+                raise ValidationFailed(errors[0].message, errors=errors)
+            return data.model_dump(mode="json", exclude_none=True)
+
+        seconds = data.seconds or spec.option("default_seconds")
+        allowed_seconds = [str(s) for s in spec.option("seconds", [])]
+        if seconds not in allowed_seconds:
+            bad("seconds", f"{seconds!r} is not allowed for {spec.id}; choose one of {', '.join(allowed_seconds)}", "not_allowed")
+        size = data.size or spec.option("default_size")
+        allowed_sizes = list(spec.option("sizes", []))
+        if size not in allowed_sizes:
+            bad("size", f"{size!r} is not allowed for {spec.id}; choose one of {', '.join(allowed_sizes)}", "not_allowed")
+
+        if is_storyboard(data.prompt) and seconds in allowed_seconds:
+            for problem in storyboard_errors(data.prompt, float(seconds)):
+                bad("prompt", f"storyboard: {problem}", "invalid_storyboard")
+
+        if data.input_reference is not None:
+            self._check_reference(data.input_reference, size, ctx, bad)
+
+        if (data.character_url is None) != (data.character_timestamps is None) and is_all:
+            missing = "character_timestamps" if data.character_timestamps is None else "character_url"
+            bad(missing, "character_url and character_timestamps must be given together", "missing")
+        if data.character_url is not None and is_all and not data.character_url.startswith(("https://", "http://")):
+            bad("character_url", "must be an http(s) URL of a video", "invalid_url")
+        if data.character_timestamps is not None and is_all:
+            problem = _timestamps_error(data.character_timestamps)
+            if problem:
+                bad("character_timestamps", problem, "invalid_range")
+
+        if errors:
+            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+        out = data.model_dump(mode="json", exclude_none=True)
+        out["seconds"] = seconds
+        out["size"] = size
+        return out
+
+    @staticmethod
+    def _check_reference(ref: str, size: str, ctx: ValidationContext, bad: Any) -> None:
+        if ref.startswith("upl_"):
+            upload = ctx.get_upload(ref)
+            if upload is None:
+                bad("input_reference", f"no upload {ref} of yours exists", "not_found")
+                return
+            if upload.content_type not in IMAGE_TYPES:
+                bad("input_reference", f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required", "not_an_image")
+                return
+            if upload.width and upload.height and f"{upload.width}x{upload.height}" != size:
+                bad(
+                    "input_reference",
+                    f"image is {upload.width}x{upload.height} but size is {size}; they must match",
+                    "size_mismatch",
+                )
+        elif not ref.startswith(("https://", "http://")):
+            bad("input_reference", "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
+
+    def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
+        ref = job_input.get("input_reference")
+        return [("input_reference", ref)] if ref else []
+
+    def build_create(
+        self, spec: ModelSpec, job_input: dict[str, Any], files: list[InputFile], parent: Any
+    ) -> UpstreamRequest:
+        if job_input.get("remix_of"):
+            return UpstreamRequest("POST", f"/v1/videos/{parent.upstream_id}/remix", json={"prompt": job_input["prompt"]})
+        form = {
+            "model": spec.upstream_model,
+            "prompt": job_input["prompt"],
+            "seconds": str(job_input["seconds"]),
+            "size": job_input["size"],
+        }
+        for name in ALL_FORMAT_ONLY:
+            if name in job_input:
+                value = job_input[name]
+                form[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return UpstreamRequest("POST", "/v1/videos", data=form, files=files)
+
+    def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        upstream_id = body.get("id") if isinstance(body, dict) else None
+        if not upstream_id:
+            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+        return CreateResult(upstream_id=str(upstream_id))
+
+    def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
+        return UpstreamRequest("GET", f"/v1/videos/{upstream_id}")
+
+    def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        raw = body.get("status")
+        state = self.map_status(raw)
+        result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
+        if state is UpstreamState.FAILED:
+            error = body.get("error") or {}
+            if isinstance(error, str):
+                error = {"message": error}
+            result.error_code = error.get("code") or ("expired" if raw == "expired" else "generation_failed")
+            result.error_message = error.get("message") or f"upstream reported {raw}"
+        elif state is UpstreamState.SUCCEEDED:
+            result.progress = 100
+            content = f"/v1/videos/{upstream_id}/content"
+            result.outputs = [
+                ArtifactSource("video", UpstreamRequest("GET", content), content_type="video/mp4"),
+                ArtifactSource(
+                    "thumbnail", UpstreamRequest("GET", content, params={"variant": "thumbnail"}),
+                    optional=True, content_type="image/webp",
+                ),
+                ArtifactSource(
+                    "spritesheet", UpstreamRequest("GET", content, params={"variant": "spritesheet"}),
+                    optional=True, content_type="image/jpeg",
+                ),
+            ]
+        return result
+
+    def example_input(self, spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "prompt": "A paper boat drifting down a rain-soaked street at dusk, cinematic",
+            "seconds": spec.option("default_seconds"),
+            "size": spec.option("default_size"),
+        }
+
+    def constraints(self, spec: ModelSpec) -> dict[str, Any]:
+        return {
+            "seconds": spec.option("seconds"),
+            "sizes": spec.option("sizes"),
+            "format": spec.option("format"),
+            "storyboard": "prompt may be `Shot N:` / `duration: Xsec` / `Scene: ...` blocks summing to seconds",
+            "input_reference": "image whose dimensions equal size",
+            "remix": "input.remix_of: a succeeded job of the same model",
+        }
+
+
+ADAPTER = SoraAdapter()

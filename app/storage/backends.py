@@ -1,0 +1,153 @@
+"""Object storage behind one small interface, chosen by `COMETJOBS_STORAGE_URL`.
+
+`file:///path` stores on local disk (the embedded default); `s3://bucket/prefix`
+stores in any S3-compatible service. A writer makes its object visible only
+when it is closed cleanly: an interrupted copy leaves nothing behind under the
+final key.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from app.core.settings import get_settings
+
+
+class StorageError(Exception):
+    pass
+
+
+class ObjectWriter(Protocol):
+    def write(self, chunk: bytes) -> None: ...
+
+
+class Storage(ABC):
+    scheme: str
+
+    @abstractmethod
+    @contextmanager
+    def writer(self, key: str, content_type: str) -> Iterator[ObjectWriter]: ...
+
+    @abstractmethod
+    def read(self, key: str, start: int = 0, end: int | None = None, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Bytes `start..end` (inclusive end, as in HTTP ranges) of an object."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    def presigned_url(self, key: str, expires: timedelta, filename: str, content_type: str) -> str | None:
+        """A time-limited URL the caller may fetch directly, where the backend has them."""
+        return None
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StorageError when the backend is not usable (readiness)."""
+
+
+def _safe_key(key: str) -> str:
+    parts = [p for p in key.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise StorageError(f"invalid object key {key!r}")
+    return "/".join(parts)
+
+
+class _FileWriter:
+    def __init__(self, fh: object) -> None:
+        self._fh = fh
+
+    def write(self, chunk: bytes) -> None:
+        self._fh.write(chunk)  # type: ignore[attr-defined]
+
+
+class LocalStorage(Storage):
+    scheme = "file"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.partial = root / ".partial"
+
+    def _path(self, key: str) -> Path:
+        return self.root / _safe_key(key)
+
+    @contextmanager
+    def writer(self, key: str, content_type: str) -> Iterator[ObjectWriter]:
+        final = self._path(key)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        tmp = self.partial / f"{uuid.uuid4().hex}.part"
+        try:
+            with tmp.open("wb") as fh:
+                yield _FileWriter(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read(self, key: str, start: int = 0, end: int | None = None, chunk: int = 1 << 20) -> Iterator[bytes]:
+        path = self._path(key)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            raise StorageError(f"no object {key}") from None
+        with fh:
+            fh.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                data = fh.read(chunk if remaining is None else min(chunk, remaining))
+                if not data:
+                    break
+                if remaining is not None:
+                    remaining -= len(data)
+                yield data
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        parent = path.parent
+        while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def check(self) -> None:
+        try:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            probe = self.partial / f"ready-{uuid.uuid4().hex}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(f"local storage at {self.root} is not writable: {exc}") from exc
+
+
+def storage_from_url(url: str) -> Storage:
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return LocalStorage(Path(unquote(parts.path)))
+    if parts.scheme == "s3":
+        from app.storage.s3 import S3Storage
+
+        return S3Storage.from_url(url)
+    raise StorageError(f"unsupported storage URL {url!r}; use file:///path or s3://bucket/prefix")
+
+
+@lru_cache
+def get_storage() -> Storage:
+    return storage_from_url(get_settings().storage_url)

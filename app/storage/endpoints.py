@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from app.core.deps import ClientDep, SessionDep
+from app.core.errors import AppError, NotFound, problem_responses
+from app.core.settings import get_settings
+from app.jobs import service as jobs
+from app.storage import uploads
+from app.storage.backends import get_storage
+from app.storage.models import Artifact
+
+router = APIRouter(tags=["artifacts"])
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeNotSatisfiable(AppError):
+    status, code, title = 416, "range_not_satisfiable", "The requested range is not satisfiable"
+
+
+class UploadOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None
+    height: int | None
+    created_at: datetime
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # malformed or multi-range: serve the whole object (RFC 9110 allows ignoring)
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = min(int(last), size - 1) if last else size - 1
+    else:
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        start, end = max(0, size - length), size - 1
+    if start >= size or start > end:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return start, end
+
+
+@router.get(
+    "/v1/jobs/{job_id}/artifacts/{name}",
+    operation_id="getArtifact",
+    summary="Download an artifact (local disk: streamed with Range support; S3: redirect to a signed URL)",
+    responses={
+        200: {"description": "The bytes", "content": {"application/octet-stream": {}}},
+        206: {"description": "A byte range"},
+        307: {"description": "Redirect to a short-lived signed URL"},
+        **problem_responses(401, 404, 416, 503),
+    },
+    response_class=Response,
+)
+def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, client: ClientDep) -> Response:
+    job = jobs.get_owned(session, client, job_id)
+    artifact = session.scalar(
+        select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name, Artifact.deleted_at.is_(None))
+    )
+    if artifact is None:
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    storage = get_storage()
+    filename = f"{job.id}-{artifact.storage_key.rsplit('/', 1)[-1]}"
+    signed = storage.presigned_url(
+        artifact.storage_key, get_settings().artifact_url_ttl, filename, artifact.content_type
+    )
+    if signed:
+        return RedirectResponse(signed, status_code=307, headers={"Cache-Control": "no-store"})
+    size = artifact.size_bytes
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{artifact.sha256}"',
+        "Content-Disposition": f'inline; filename="{filename}"',
+        "Cache-Control": "private, max-age=3600",
+    }
+    wanted = request.headers.get("range")
+    span = _parse_range(wanted, size) if wanted else None
+    if span is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(storage.read(artifact.storage_key), media_type=artifact.content_type, headers=headers)
+    start, end = span
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    return StreamingResponse(
+        storage.read(artifact.storage_key, start, end), status_code=206, media_type=artifact.content_type,
+        headers=headers,
+    )
+
+
+@router.post(
+    "/v1/uploads",
+    status_code=201,
+    response_model=UploadOut,
+    operation_id="createUpload",
+    summary="Upload an input file (e.g. a reference image) to use in a job's input",
+    responses=problem_responses(401, 413, 422, 503),
+)
+def create_upload(file: UploadFile, session: SessionDep, client: ClientDep) -> UploadOut:
+    upload = uploads.create(session, client, file.filename or "upload", file.content_type, file.file)
+    session.commit()
+    return UploadOut.model_validate(upload, from_attributes=True)

@@ -1,0 +1,51 @@
+"""Streaming copies into storage, hashed and measured on the way."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from app.storage.backends import Storage
+
+
+class CopyError(Exception):
+    """The bytes that arrived are not the bytes announced; nothing was stored."""
+
+
+@dataclass
+class StoredObject:
+    key: str
+    size_bytes: int
+    sha256: str
+    content_type: str
+
+
+def copy_stream(
+    storage: Storage,
+    key: str,
+    chunks: Iterable[bytes],
+    content_type: str,
+    *,
+    expected_size: int | None = None,
+    expected_sha256: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> StoredObject:
+    digest = hashlib.sha256()
+    size = 0
+    with storage.writer(key, content_type) as out:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+            if expected_size is not None and size > expected_size:
+                raise CopyError(f"received more than the announced {expected_size} bytes")
+            if on_progress is not None:
+                on_progress(size)
+        if expected_size is not None and size != expected_size:
+            raise CopyError(f"received {size} bytes, announced {expected_size}")
+        if expected_sha256 is not None and digest.hexdigest() != expected_sha256.lower():
+            raise CopyError("sha256 of the received bytes does not match the announced digest")
+    return StoredObject(key=key, size_bytes=size, sha256=digest.hexdigest(), content_type=content_type)

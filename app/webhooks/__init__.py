@@ -1,0 +1,1 @@
+"""Webhooks: signed, ordered, retried, visible, replayable, SSRF-safe."""

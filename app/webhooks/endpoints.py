@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
+
+from app.core.deps import AdminDep, ClientDep, SessionDep
+from app.core.errors import NotFound, ValidationFailed, problem_responses
+from app.core.settings import get_settings
+from app.jobs import service as jobs
+from app.webhooks import repository as repo
+from app.webhooks import service, ssrf
+
+router = APIRouter(tags=["webhooks"])
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: int | None
+    response_body: str | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: str = Field(description="The `webhook-id` header value; stable across retries")
+    event_id: str
+    event_type: str
+    url: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    attempt_log: list[AttemptOut]
+
+
+class DeliveryList(BaseModel):
+    data: list[DeliveryOut]
+
+
+class ClientOut(BaseModel):
+    id: str
+    name: str
+    webhook_url: str | None
+    webhook_events: list[str]
+    webhook_disabled_at: datetime | None
+    previous_secret_expires_at: datetime | None
+    retention_days: int | None
+
+
+class ClientUpdate(BaseModel):
+    webhook_url: str | None = Field(None, description="New default webhook URL; also re-enables a URL disabled by 410")
+    webhook_events: list[Literal["job.running", "job.progress"]] | None = None
+    retention_days: int | None = Field(None, ge=1, le=3650)
+
+
+class SecretRotation(BaseModel):
+    webhook_secret: str
+    previous_secret_expires_at: datetime
+
+
+class BulkRedeliver(BaseModel):
+    start: datetime = Field(description="Dead deliveries created at or after this instant")
+    end: datetime = Field(description="... and before this one")
+    client_id: str | None = None
+
+
+class BulkRedeliverResult(BaseModel):
+    redelivered: int
+    ids: list[str]
+
+
+def _delivery_out(d, attempts) -> DeliveryOut:  # type: ignore[no-untyped-def]
+    return DeliveryOut(
+        id=d.id, event_id=d.event_id, event_type=d.event_type, url=d.url, status=d.status,
+        attempts=d.attempts, next_attempt_at=d.next_attempt_at, last_status_code=d.last_status_code,
+        last_error=d.last_error, created_at=d.created_at, delivered_at=d.delivered_at,
+        attempt_log=[AttemptOut.model_validate(a, from_attributes=True) for a in attempts],
+    )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/deliveries",
+    response_model=DeliveryList,
+    operation_id="listJobDeliveries",
+    summary="The job's webhook deliveries and every attempt",
+    responses=problem_responses(401, 404, 503),
+)
+def list_deliveries(job_id: str, session: SessionDep, client: ClientDep) -> DeliveryList:
+    jobs.get_owned(session, client, job_id)
+    deliveries = repo.for_job(session, job_id)
+    attempts = repo.attempts_for(session, [d.id for d in deliveries])
+    return DeliveryList(data=[_delivery_out(d, attempts[d.id]) for d in deliveries])
+
+
+@router.post(
+    "/v1/jobs/{job_id}/deliveries/{delivery_id}/redeliver",
+    response_model=DeliveryOut,
+    operation_id="redeliverJobDelivery",
+    summary="Send a delivery again (same webhook-id), e.g. after it went dead",
+    responses=problem_responses(401, 404, 409, 503),
+)
+def redeliver(job_id: str, delivery_id: str, session: SessionDep, client: ClientDep) -> DeliveryOut:
+    jobs.get_owned(session, client, job_id)
+    delivery = repo.get(session, delivery_id)
+    if delivery is None or delivery.job_id != job_id:
+        raise NotFound(f"job {job_id} has no delivery {delivery_id}")
+    service.redeliver(session, [delivery_id])
+    session.commit()
+    delivery = repo.get(session, delivery_id)
+    return _delivery_out(delivery, repo.attempts_for(session, [delivery_id])[delivery_id])
+
+
+@router.get("/v1/client", response_model=ClientOut, operation_id="getClient", summary="Your client's settings",
+            responses=problem_responses(401, 503))
+def get_client(client: ClientDep) -> ClientOut:
+    return ClientOut(
+        id=client.id, name=client.name, webhook_url=client.webhook_url, webhook_events=client.webhook_events or [],
+        webhook_disabled_at=client.webhook_disabled_at,
+        previous_secret_expires_at=client.webhook_secret_previous_expires_at, retention_days=client.retention_days,
+    )
+
+
+@router.patch("/v1/client", response_model=ClientOut, operation_id="updateClient",
+              summary="Change your default webhook URL, subscriptions or retention",
+              responses=problem_responses(401, 422, 503))
+def update_client(body: ClientUpdate, session: SessionDep, client: ClientDep) -> ClientOut:
+    fields = body.model_dump(exclude_unset=True)
+    if "webhook_url" in fields and fields["webhook_url"]:
+        try:
+            ssrf.check_at_submit(fields["webhook_url"], get_settings().webhook_allowed_cidrs)
+        except ssrf.UnsafeURL as exc:
+            raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
+        settings = dict(client.settings or {})
+        settings["disabled_webhook_urls"] = [
+            u for u in settings.get("disabled_webhook_urls", []) if u != fields["webhook_url"]
+        ]
+        client.settings = settings
+        client.webhook_disabled_at = None
+    for name, value in fields.items():
+        setattr(client, name, value if name != "webhook_events" else list(value or []))
+    session.commit()
+    return get_client(client)
+
+
+@router.post(
+    "/v1/client/webhook-secret/rotate",
+    response_model=SecretRotation,
+    operation_id="rotateWebhookSecret",
+    summary="New webhook secret; the old one also signs until the grace period ends",
+    responses=problem_responses(401, 422, 503),
+)
+def rotate_secret(
+    session: SessionDep,
+    client: ClientDep,
+    grace_seconds: Annotated[int, Body(embed=True, ge=0, le=7 * 86400)] = 86400,
+) -> SecretRotation:
+    from app.clients.service import rotate_webhook_secret
+
+    secret = rotate_webhook_secret(session, client, timedelta(seconds=grace_seconds))
+    session.commit()
+    return SecretRotation(webhook_secret=secret, previous_secret_expires_at=client.webhook_secret_previous_expires_at)
+
+
+@router.post(
+    "/v1/admin/webhooks/redeliver",
+    response_model=BulkRedeliverResult,
+    operation_id="bulkRedeliverDead",
+    summary="Ops: redeliver every dead delivery created in a time range",
+    responses=problem_responses(401, 403, 422, 503),
+)
+def bulk_redeliver(body: BulkRedeliver, session: SessionDep, _admin: AdminDep) -> BulkRedeliverResult:
+    if body.end <= body.start:
+        raise ValidationFailed.field("end", "must be after start", "invalid_range")
+    ids = repo.dead_between(session, body.start, body.end, body.client_id)
+    service.redeliver(session, ids)
+    session.commit()
+    return BulkRedeliverResult(redelivered=len(ids), ids=ids)
+

@@ -1,0 +1,1 @@
+"""One module per CometAPI family, each exposing a FastAPI `router`."""

@@ -1,0 +1,123 @@
+"""Sora 2 and its `/v1/videos` contract (official and "-all" formats)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from emulator.app import error, get_state, stream_content
+from emulator.state import Task
+
+router = APIRouter()
+
+MODELS = {
+    "sora-2": {"seconds": {"4", "8", "12"}, "sizes": {"720x1280", "1280x720"}},
+    "sora-2-pro": {"seconds": {"4", "8", "12"}, "sizes": {"720x1280", "1280x720", "1024x1792", "1792x1024"}},
+    "sora-2-all": {"seconds": {"10", "15"}, "sizes": {"720x1280", "1280x720"}},
+    "sora-2-pro-all": {"seconds": {"10", "15", "25"}, "sizes": {"720x1280", "1280x720", "1024x1792", "1792x1024"}},
+}
+STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed"}
+VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+
+
+def video_object(task: Task, now: float | None = None) -> dict[str, Any]:
+    phase, progress = task.phase(now)
+    status = task.odd_status if phase == "odd" else STATUS[phase]
+    completed = phase in ("succeeded", "failed")
+    created = int(time.time() - (time.monotonic() - task.created))
+    return {
+        "id": task.id,
+        "object": "video",
+        "model": task.model,
+        "status": status,
+        "progress": progress,
+        "created_at": created,
+        "completed_at": created + int(task.job_seconds) if completed else None,
+        "expires_at": created + 3600 if phase == "succeeded" else None,
+        "prompt": task.prompt,
+        "seconds": task.params.get("seconds", ""),
+        "size": task.params.get("size", ""),
+        "remixed_from_video_id": task.params.get("remixed_from"),
+        "error": {"code": "moderation_blocked", "message": "The prompt was rejected by the safety system"}
+        if phase == "failed" else None,
+    }
+
+
+@router.post("/v1/videos")
+async def create_video(request: Request) -> Response:
+    state = get_state(request)
+    form = await request.form()
+    model = str(form.get("model") or "")
+    prompt = str(form.get("prompt") or "")
+    if not model:
+        return error(400, "model name is required", code="invalid_request")
+    if model not in MODELS:
+        return error(400, f"model {model} is not supported on /v1/videos", code="invalid_request")
+    if not prompt:
+        return error(400, "prompt is required", code="invalid_request")
+    rules = MODELS[model]
+    seconds = str(form.get("seconds") or "")
+    size = str(form.get("size") or "")
+    if seconds and seconds not in rules["seconds"]:
+        return error(400, f"invalid seconds {seconds} for {model}", code="invalid_request")
+    if size and size not in rules["sizes"]:
+        return error(400, f"invalid size {size} for {model}", code="invalid_request")
+    reference = form.get("input_reference")
+    params: dict[str, Any] = {"seconds": seconds or "4", "size": size or "720x1280"}
+    if reference is not None and hasattr(reference, "read"):
+        data = await reference.read()
+        params["input_reference_bytes"] = len(data)
+    for extra in ("watermark", "private", "style", "character_url", "character_timestamps"):
+        if form.get(extra) is not None:
+            params[extra] = str(form.get(extra))
+    task = state.new_task("sora", model, prompt, "video_", **params)
+    if state.config.create_delay > 0:
+        import asyncio
+
+        await asyncio.sleep(state.config.create_delay)
+    return JSONResponse(video_object(task))
+
+
+@router.post("/v1/videos/{video_id}/remix")
+async def remix_video(video_id: str, request: Request) -> Response:
+    state = get_state(request)
+    source = state.tasks.get(video_id)
+    if source is None or source.family != "sora":
+        return error(404, f"video {video_id} not found", code="not_found")
+    if source.phase()[0] != "succeeded":
+        return error(400, "only a completed video can be remixed", code="invalid_request")
+    body = await request.json()
+    prompt = str(body.get("prompt") or "")
+    if not prompt:
+        return error(400, "prompt is required", code="invalid_request")
+    task = state.new_task("sora", source.model, prompt, "video_", **{**source.params, "remixed_from": video_id})
+    return JSONResponse(video_object(task))
+
+
+@router.get("/v1/videos/{video_id}")
+def retrieve_video(video_id: str, request: Request) -> Response:
+    state = get_state(request)
+    task = state.tasks.get(video_id)
+    if task is None or task.family != "sora":
+        return error(404, f"video {video_id} not found", code="not_found")
+    task.polls += 1
+    state.stats.count("polls", task.model)
+    return JSONResponse(video_object(task))
+
+
+@router.get("/v1/videos/{video_id}/content")
+async def video_content(video_id: str, request: Request, variant: str = "video") -> Response:
+    state = get_state(request)
+    task = state.tasks.get(video_id)
+    if task is None or task.family != "sora":
+        return error(404, f"video {video_id} not found", code="not_found")
+    if task.phase()[0] != "succeeded":
+        return error(400, "Video is not ready yet", code="invalid_request", type_="invalid_request_error")
+    if variant not in VARIANT_TYPES or variant not in state.config.variants:
+        return error(404, f"variant {variant} is not available for this video", code="not_found")
+    state.stats.count("downloads", task.model)
+    size = task.content_bytes if variant == "video" else max(1024, task.content_bytes // 64)
+    return await stream_content(state, task.id, variant, size, VARIANT_TYPES[variant])

@@ -1,0 +1,162 @@
+"""The emulator's switches, its tasks and what it saw."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Config:
+    job_seconds: float = 5.0
+    content_bytes: int = 256 * 1024
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after: float = 1.0
+    latency: float = 0.0
+    api_key: str | None = None
+    # Extra wait inside a create call, after the task exists upstream: a worker killed
+    # during it leaves an upstream task whose id it never learned.
+    create_delay: float = 0.0
+    # Bytes per second for downloads (0: unlimited), and a byte count after which a
+    # download is cut off (None: never), for slow and interrupted copies.
+    download_rate: float = 0.0
+    cut_download_at: int | None = None
+    cut_downloads: int = 1_000_000
+    variants: tuple[str, ...] = ("video", "thumbnail")
+    seed: int = 0
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if not hasattr(self, key):
+                raise KeyError(key)
+            if key == "variants" and isinstance(value, list):
+                value = tuple(value)
+            setattr(self, key, value)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["api_key"] = bool(self.api_key)
+        return out
+
+
+@dataclass
+class Task:
+    id: str
+    family: str
+    model: str
+    prompt: str
+    created: float
+    job_seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+    fail: bool = False
+    stall: bool = False
+    odd_status: str | None = None
+    content_bytes: int = 0
+    polls: int = 0
+
+    def phase(self, now: float | None = None) -> tuple[str, int]:
+        """("queued" | "running" | "succeeded" | "failed" | "odd", progress)."""
+        elapsed = (now or time.monotonic()) - self.created
+        if self.job_seconds <= 0:
+            return ("failed" if self.fail else "succeeded"), 100
+        fraction = elapsed / self.job_seconds
+        if self.stall:
+            return "running", 42
+        if fraction < 0.15:
+            return "queued", 0
+        if fraction < 1:
+            if self.odd_status and fraction > 0.4:
+                return "odd", int(fraction * 100)
+            return "running", min(99, int(fraction * 100))
+        return ("failed" if self.fail else "succeeded"), 100
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.totals: Counter[str] = Counter()
+        self.per_model: dict[str, Counter[str]] = defaultdict(Counter)
+        self.served_sha256: dict[str, str] = {}
+        self.faults: Counter[str] = Counter()
+
+    def count(self, kind: str, model: str | None) -> None:
+        with self.lock:
+            self.totals[kind] += 1
+            if model:
+                self.per_model[model][kind] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "creates": self.totals["creates"],
+                "polls": self.totals["polls"],
+                "downloads": self.totals["downloads"],
+                "faults": dict(self.faults),
+                "per_model": {m: dict(c) for m, c in self.per_model.items()},
+                "served_sha256": dict(self.served_sha256),
+            }
+
+
+class State:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.tasks: dict[str, Task] = {}
+        self.rng = random.Random(config.seed)
+        self.lock = threading.Lock()
+        self.cuts = 0
+
+    def add(self, task: Task) -> Task:
+        with self.lock:
+            self.tasks[task.id] = task
+        self.stats.count("creates", task.model)
+        return task
+
+    def new_task(self, family: str, model: str, prompt: str, prefix: str, **params: Any) -> Task:
+        lowered = prompt.lower()
+        odd = None
+        if "[odd-status]" in lowered:
+            odd = "rendering_on_mars"
+        task = Task(
+            id=f"{prefix}{hashlib.sha1(f'{time.time_ns()}-{self.rng.random()}'.encode()).hexdigest()[:24]}",
+            family=family, model=model, prompt=prompt, created=time.monotonic(),
+            job_seconds=self.config.job_seconds, params=params,
+            fail="[fail]" in lowered, stall="[stall]" in lowered, odd_status=odd,
+            content_bytes=self.config.content_bytes,
+        )
+        return self.add(task)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.tasks.clear()
+        self.stats.reset()
+        self.cuts = 0
+
+
+def content_stream(seed: str, size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    """Deterministic bytes for (task, variant): a 1 MiB block derived from the seed,
+    repeated and cut to `size`. Nothing larger than the block is ever held."""
+    block = random.Random(seed).randbytes(1 << 20)
+    sent = 0
+    while sent < size:
+        offset = sent % len(block)
+        piece = block[offset : offset + min(chunk, size - sent, len(block) - offset)]
+        sent += len(piece)
+        yield piece
+
+
+def content_sha256(seed: str, size: int) -> str:
+    digest = hashlib.sha256()
+    for piece in content_stream(seed, size):
+        digest.update(piece)
+    return digest.hexdigest()

@@ -1,0 +1,60 @@
+"""Thin tasks: take an id, call one service function. Each is idempotent."""
+
+from __future__ import annotations
+
+import structlog
+
+from workers.celery_app import app
+
+
+def _bind(task_id: str | None, **fields: object) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, **fields)
+
+
+@app.task(name="cometjobs.submit_job", bind=True)
+def submit_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    from app.jobs.submit import submit
+
+    _bind(self.request.id, job_id=job_id)
+    return submit(job_id)
+
+
+@app.task(name="cometjobs.collect_job", bind=True)
+def collect_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    from app.jobs.collector import collect
+
+    _bind(self.request.id, job_id=job_id)
+    return collect(job_id)
+
+
+@app.task(name="cometjobs.deliver_webhook", bind=True)
+def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
+    from app.webhooks.service import deliver_one
+
+    _bind(self.request.id, delivery_id=delivery_id)
+    return deliver_one(delivery_id)
+
+
+@app.task(name="cometjobs.poll_due", bind=True)
+def poll_due(self) -> dict:  # type: ignore[no-untyped-def]
+    from app.jobs.poller import poll_due as run
+
+    _bind(self.request.id)
+    return run()
+
+
+@app.task(name="cometjobs.deliver_due", bind=True)
+def deliver_due(self) -> dict:  # type: ignore[no-untyped-def]
+    from app.webhooks.service import deliver_due as run
+
+    _bind(self.request.id)
+    return run()
+
+
+@app.task(name="cometjobs.sweep", bind=True)
+def sweep(self) -> dict:  # type: ignore[no-untyped-def]
+    from app.jobs.sweeper import sweep as run
+
+    _bind(self.request.id)
+    return run()
