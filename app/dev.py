@@ -107,7 +107,7 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_dev(host: str, port: int) -> int:
+def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0) -> int:
     env, notes, emulate = _dev_environment(host, port)
     print("cometjobs dev: substituting what is not configured:", flush=True)
     for note in notes:
@@ -131,7 +131,7 @@ def run_dev(host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if emulate:
-            start("emulator", ["emulator", "--host", host, "--port", str(port + 1), "--job-seconds", "8"])
+            start("emulator", ["emulator", "--host", host, "--port", str(port + 1), "--job-seconds", str(emulator_job_seconds)])
             _wait_http(f"http://{host}:{port + 1}/_emulator/health", procs)
         start("api", ["api", "--host", host, "--port", str(port)])
         start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])

@@ -79,9 +79,12 @@ def _transport_options(settings: Settings) -> dict:
     if settings.broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport hands these to create_engine().
         return {}
-    return {
+    options = {
         "visibility_timeout": 300,
         "socket_connect_timeout": 3,
         "socket_timeout": 10,
         "retry_on_timeout": True,
     }
+    if settings.broker_key_prefix:
+        options["global_keyprefix"] = settings.broker_key_prefix
+    return options

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -22,6 +22,19 @@ PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx", "your-key",
 
 # Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.5 h in all).
 DEFAULT_WEBHOOK_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+def _seconds(value: object) -> object:
+    """Plain numbers (also as strings, as environment variables are) mean seconds."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
 
 
 def _split_csv(value: object) -> object:
@@ -38,6 +51,8 @@ class Settings(BaseSettings):
 
     database_url: str = ""
     broker_url: str = ""
+    # Prefix for every broker key, so several deployments can share one Redis.
+    broker_key_prefix: str = ""
     storage_url: str = ""
     public_base_url: str = "http://127.0.0.1:8000"
 
@@ -50,55 +65,54 @@ class Settings(BaseSettings):
     # Database
     db_pool_size: int = 10
     db_max_overflow: int = 10
-    db_connect_timeout: timedelta = timedelta(seconds=3)
-    db_statement_timeout: timedelta = timedelta(seconds=30)
+    db_connect_timeout: Duration = timedelta(seconds=3)
+    db_statement_timeout: Duration = timedelta(seconds=30)
 
     # Upstream (CometAPI)
-    upstream_connect_timeout: timedelta = timedelta(seconds=5)
-    upstream_read_timeout: timedelta = timedelta(seconds=60)
+    upstream_connect_timeout: Duration = timedelta(seconds=5)
+    upstream_read_timeout: Duration = timedelta(seconds=60)
     upstream_max_connections: int = 200
 
     # Submit
-    queue_nudge_after: timedelta = timedelta(seconds=15)
-    submit_lease: timedelta = timedelta(seconds=120)
+    queue_nudge_after: Duration = timedelta(seconds=15)
+    submit_lease: Duration = timedelta(seconds=120)
     submit_max_attempts: int = 6
-    submit_retry_base: timedelta = timedelta(seconds=2)
-    submit_retry_cap: timedelta = timedelta(seconds=60)
+    submit_retry_base: Duration = timedelta(seconds=2)
+    submit_retry_cap: Duration = timedelta(seconds=60)
 
     # Polling
-    poll_tick: timedelta = timedelta(seconds=1)
+    poll_tick: Duration = timedelta(seconds=1)
     poll_batch_size: int = 500
     poll_concurrency: int = 64
-    poll_lease: timedelta = timedelta(seconds=60)
-    poll_max_errors: int = 30
-    poll_budget: timedelta = timedelta(seconds=10)
+    poll_lease: Duration = timedelta(seconds=60)
+    poll_budget: Duration = timedelta(seconds=10)
 
     # Collecting results
-    collect_lease: timedelta = timedelta(seconds=120)
+    collect_lease: Duration = timedelta(seconds=120)
     collect_max_attempts: int = 5
-    collect_retry_base: timedelta = timedelta(seconds=5)
+    collect_retry_base: Duration = timedelta(seconds=5)
     download_chunk_bytes: int = 1024 * 1024
 
     # Sweeper and deadlines (defaults; the model catalogue may override per model)
-    sweep_interval: timedelta = timedelta(seconds=5)
+    sweep_interval: Duration = timedelta(seconds=5)
     sweep_batch_size: int = 500
 
     # Workers
     worker_concurrency: int = 4
 
     # Webhooks
-    webhook_tick: timedelta = timedelta(seconds=1)
-    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_tick: Duration = timedelta(seconds=1)
+    webhook_timeout: Duration = timedelta(seconds=10)
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE)
     )
     webhook_allowed_cidrs: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
-    webhook_lease: timedelta = timedelta(seconds=60)
+    webhook_lease: Duration = timedelta(seconds=60)
     webhook_batch_size: int = 200
     webhook_response_body_cap: int = 2048
 
     # Artifacts
-    artifact_url_ttl: timedelta = timedelta(minutes=15)
+    artifact_url_ttl: Duration = timedelta(minutes=15)
     max_upload_bytes: int = 20 * 1024 * 1024
 
     # Extra model catalogue (TOML) layered over the built-in one

@@ -68,9 +68,10 @@ class QueueCollector(Collector):
 
         try:
             client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+            prefix = get_settings().broker_key_prefix
             with client.pipeline() as pipe:
                 for queue in QUEUES:
-                    pipe.llen(queue)
+                    pipe.llen(f"{prefix}{queue}")
                 lengths = pipe.execute()
             client.close()
         except Exception:

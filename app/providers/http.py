@@ -95,7 +95,7 @@ def error_from_response(response: httpx.Response) -> UpstreamError:
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            code = err.get("code") or err.get("type") or None
+            code = err.get("code") or None
             message = str(err.get("message") or "")
         elif isinstance(err, str):
             message = err

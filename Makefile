@@ -1,0 +1,46 @@
+# The front door. `make dev` runs everything on one machine; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install dev test test-fast openapi migrate bench-poll bench-copy bench-webhooks compose-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: install
+	$(BIN)/cometjobs dev
+
+# pytest's own exit code is the target's exit code (5, "no tests collected", included).
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+openapi: install
+	$(BIN)/cometjobs openapi --out openapi/openapi.json
+
+migrate: install
+	$(BIN)/cometjobs migrate
+
+bench-poll: install
+	$(BIN)/python -m bench.poll
+
+bench-copy: install
+	$(BIN)/python -m bench.copy
+
+bench-webhooks: install
+	$(BIN)/python -m bench.webhooks
+
+compose-check:
+	docker-compose -f docker-compose.yml config --quiet
+
+clean:
+	rm -rf $(VENV) .cometjobs .pytest_cache

@@ -1,0 +1,237 @@
+"""Shared fixtures: a real Postgres database, a real Redis (namespaced per run),
+the CometAPI emulator, and real API, Celery worker and beat processes.
+
+Everything is configured through COMETJOBS_* variables set here, before the
+application is imported, so the test process and every child agree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.procs import Service, cometjobs, free_port
+from tests.support.receiver import Receiver
+
+RUN = uuid.uuid4().hex[:8]
+PG_HOST = os.environ.get("COMETJOBS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = os.environ.get("COMETJOBS_TEST_PG_PORT", "5432")
+PG_USER = os.environ.get("COMETJOBS_TEST_PG_USER", "postgres")
+REDIS_URL = os.environ.get("COMETJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DB_NAME = f"cj_test_{RUN}"
+TMP = Path(tempfile.mkdtemp(prefix=f"cometjobs-test-{RUN}-"))
+EMULATOR_PORT = free_port()
+API_PORT = free_port()
+EMULATOR_KEY = "emulator-test-key-7f3a"
+HERE = Path(__file__).parent
+
+TEST_ENV = {
+    "COMETJOBS_ENV": "test",
+    "COMETJOBS_DATA_DIR": str(TMP / "data"),
+    "COMETJOBS_DATABASE_URL": f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{DB_NAME}",
+    "COMETJOBS_BROKER_URL": REDIS_URL,
+    "COMETJOBS_BROKER_KEY_PREFIX": f"cjtest-{RUN}:",
+    "COMETJOBS_STORAGE_URL": (TMP / "artifacts").as_uri(),
+    "COMETJOBS_COMETAPI_BASE_URL": f"http://127.0.0.1:{EMULATOR_PORT}",
+    "COMETJOBS_COMETAPI_KEY": EMULATOR_KEY,
+    "COMETJOBS_PUBLIC_BASE_URL": f"http://127.0.0.1:{API_PORT}",
+    "COMETJOBS_WEBHOOK_ALLOWED_CIDRS": "127.0.0.0/8,::1/128",
+    "COMETJOBS_WEBHOOK_RETRY_SCHEDULE": "0.3,0.6,1",
+    "COMETJOBS_MODELS_FILE": str(HERE / "models.toml"),
+    "COMETJOBS_LOG_FORMAT": "json",
+    "COMETJOBS_POLL_TICK": "0.3",
+    "COMETJOBS_WEBHOOK_TICK": "0.3",
+    "COMETJOBS_SWEEP_INTERVAL": "0.5",
+    "COMETJOBS_QUEUE_NUDGE_AFTER": "2",
+    "COMETJOBS_SUBMIT_LEASE": "6",
+    "COMETJOBS_SUBMIT_RETRY_BASE": "0.2",
+    "COMETJOBS_COLLECT_LEASE": "6",
+    "COMETJOBS_COLLECT_RETRY_BASE": "0.2",
+    "COMETJOBS_POLL_LEASE": "10",
+    "COMETJOBS_POLL_BUDGET": "2",
+    "COMETJOBS_WORKER_CONCURRENCY": "3",
+}
+os.environ.update(TEST_ENV)
+(TMP / "data").mkdir(parents=True, exist_ok=True)
+
+EMULATOR_DEFAULTS = {
+    "job_seconds": 1.0, "content_bytes": 300_000, "error_rate": 0.0, "throttle_rate": 0.0,
+    "retry_after": 1.0, "latency": 0.0, "create_delay": 0.0, "download_rate": 0.0,
+    "cut_download_at": None, "cut_downloads": 1_000_000, "variants": ["video", "thumbnail"],
+    "api_key": EMULATOR_KEY,
+}
+
+
+def _pg_admin() -> psycopg.Connection:
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def database() -> Iterator[str]:
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    from app.core.migrate import upgrade
+
+    upgrade()
+    yield TEST_ENV["COMETJOBS_DATABASE_URL"]
+    from app.core.db import reset_engine
+
+    reset_engine()
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(f"{TEST_ENV['COMETJOBS_BROKER_KEY_PREFIX']}*"))
+        if keys:
+            client.delete(*keys)
+    except Exception:
+        pass
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+TABLES = "webhook_attempts, webhook_deliveries, artifacts, uploads, job_events, jobs, clients"
+
+
+@pytest.fixture
+def clean(database: str) -> None:
+    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+
+
+class Emulator:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def configure(self, **switches: object) -> None:
+        self.http.post("/_emulator/config", json=switches).raise_for_status()
+
+    def reset(self) -> None:
+        self.http.post("/_emulator/reset").raise_for_status()
+        self.configure(**EMULATOR_DEFAULTS)
+
+    def stats(self) -> dict:
+        return self.http.get("/_emulator/stats").json()
+
+    def tasks(self) -> list[dict]:
+        return self.http.get("/_emulator/tasks").json()
+
+    def download(self, path: str, **params: str) -> bytes:
+        response = self.http.get(path, params=params, headers={"Authorization": f"Bearer {EMULATOR_KEY}"})
+        response.raise_for_status()
+        return response.content
+
+
+@pytest.fixture(scope="session")
+def emulator_service() -> Iterator[Service]:
+    service = Service(
+        "emulator",
+        cometjobs("emulator", "--port", str(EMULATOR_PORT), "--api-key", EMULATOR_KEY),
+        dict(os.environ), TMP,
+    ).start()
+    service.wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def emulator(emulator_service: Service) -> Emulator:
+    control = Emulator(f"http://127.0.0.1:{EMULATOR_PORT}")
+    control.reset()
+    return control
+
+
+def start_worker(name: str, *extra: str, env: dict[str, str] | None = None) -> Service:
+    service = Service(
+        name,
+        cometjobs("worker", "--loglevel", "INFO", "-n", f"{name}-{RUN}@%h", "--without-gossip", "--without-mingle", *extra),
+        env or dict(os.environ), TMP,
+    ).start()
+    service.wait_log("ready", timeout=60)
+    return service
+
+
+def start_beat(env: dict[str, str] | None = None, name: str = "beat") -> Service:
+    service = Service(
+        name, cometjobs("beat", "--loglevel", "INFO", "--schedule", str(TMP / f"{name}-{uuid.uuid4().hex[:6]}")),
+        env or dict(os.environ), TMP,
+    ).start()
+    service.wait_log("beat: Starting", timeout=60)
+    return service
+
+
+@pytest.fixture(scope="session")
+def pipeline(database: str, emulator_service: Service) -> Iterator[dict[str, Service]]:
+    """A real Celery worker and beat, shared by the end-to-end tests."""
+    worker = start_worker("worker")
+    beat = start_beat()
+    yield {"worker": worker, "beat": beat}
+    beat.stop()
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def api_service(database: str) -> Iterator[Service]:
+    service = Service("api", cometjobs("api", "--port", str(API_PORT)), dict(os.environ), TMP).start()
+    service.wait_http(f"http://127.0.0.1:{API_PORT}/healthz")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def api(clean: None) -> Iterator[httpx.Client]:
+    """The ASGI app in-process (for API behaviour that needs no worker)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def http(clean: None, api_service: Service, pipeline: dict[str, Service], emulator: Emulator) -> Iterator[httpx.Client]:
+    """A real socket to the API process, with the worker, beat and emulator running."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=30) as client:
+        yield client
+
+
+class NewClient(dict):
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self['api_key']}"}
+
+
+@pytest.fixture
+def make_client(clean: None):  # type: ignore[no-untyped-def]
+    from app.clients.service import create
+    from app.core.db import session_scope
+
+    def make(name: str = "svc", webhook_url: str | None = None, **kwargs: object) -> NewClient:
+        with session_scope() as session:
+            made = create(session, name, webhook_url=webhook_url, **kwargs)  # type: ignore[arg-type]
+            return NewClient(
+                id=made.client.id, api_key=made.api_key, webhook_secret=made.client.webhook_secret, name=name
+            )
+
+    return make
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver().start()
+    yield rec
+    rec.stop()

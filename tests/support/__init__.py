@@ -1,0 +1,1 @@
+"""Test support: real processes, real sockets, deadline-based waiting."""
