@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -107,8 +108,17 @@ TABLES = "webhook_attempts, webhook_deliveries, artifacts, uploads, job_events, 
 
 @pytest.fixture
 def clean(database: str) -> None:
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    # A running worker may hold row locks the TRUNCATE waits behind (or deadlocks
+    # with); those transactions are short, so try again.
+    for attempt in range(20):
+        try:
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as conn:
+                conn.execute("SET lock_timeout = '2s'")
+                conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            return
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.LockNotAvailable):
+            if attempt == 19:
+                raise
 
 
 class Emulator:
@@ -154,12 +164,13 @@ def emulator(emulator_service: Service) -> Emulator:
     return control
 
 
-def start_worker(name: str, *extra: str, env: dict[str, str] | None = None) -> Service:
-    service = Service(
-        name,
-        cometjobs("worker", "--loglevel", "INFO", "-n", f"{name}-{RUN}@%h", "--without-gossip", "--without-mingle", *extra),
-        env or dict(os.environ), TMP,
-    ).start()
+def start_worker(name: str, *extra: str, env: dict[str, str] | None = None, plain_celery: bool = False) -> Service:
+    options = ["--loglevel", "INFO", "-n", f"{name}-{RUN}@%h", "--without-gossip", "--without-mingle", *extra]
+    args = (
+        [sys.executable, "-m", "celery", "-A", "workers", "worker", *options]
+        if plain_celery else cometjobs("worker", *options)
+    )
+    service = Service(name, args, env or dict(os.environ), TMP).start()
     service.wait_log("ready", timeout=60)
     return service
 
@@ -175,8 +186,8 @@ def start_beat(env: dict[str, str] | None = None, name: str = "beat") -> Service
 
 @pytest.fixture(scope="session")
 def pipeline(database: str, emulator_service: Service) -> Iterator[dict[str, Service]]:
-    """A real Celery worker and beat, shared by the end-to-end tests."""
-    worker = start_worker("worker")
+    """A real Celery worker (started the plain `celery -A workers` way) and beat."""
+    worker = start_worker("worker", plain_celery=True)
     beat = start_beat()
     yield {"worker": worker, "beat": beat}
     beat.stop()

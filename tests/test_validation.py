@@ -191,7 +191,8 @@ class TestRemixInput:
 
     def test_parent_must_have_succeeded(self, api, caller):
         parent = post(api, caller, prompt="x").json()
-        assert_422(post(api, caller, prompt="y", remix_of=parent["id"]), "input.remix_of", "queued", "succeeded")
+        api.post(f"/v1/jobs/{parent['id']}/cancel", headers=caller.headers)
+        assert_422(post(api, caller, prompt="y", remix_of=parent["id"]), "input.remix_of", "canceled", "succeeded")
 
     def test_remix_takes_only_a_prompt(self, api, caller):
         parent = post(api, caller, prompt="x").json()

@@ -56,7 +56,7 @@ async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
     client = upstream_client()
     limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.poll_concurrency))
 
-    async def one(row: Any) -> Outcome:
+    async def one(row: Any) -> list[Outcome]:
         spec = get_model(row.model)
         adapter = adapter_for(spec)
         async with limits[spec.family]:
@@ -65,16 +65,49 @@ async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
                 body = await client.call(adapter.build_poll(spec, row.upstream_id))
             except UpstreamError as exc:
                 metrics.upstream_call(spec.family, "poll", exc.error_code, time.perf_counter() - started)
-                return Outcome(row, error=exc)
+                return [Outcome(row, error=exc)]
             metrics.upstream_call(spec.family, "poll", "ok", time.perf_counter() - started)
         try:
-            return Outcome(row, result=adapter.parse_poll(spec, row.upstream_id, body))
+            return [Outcome(row, result=adapter.parse_poll(spec, row.upstream_id, body))]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            return Outcome(row, error=UpstreamError(
-                f"unreadable poll answer: {exc}", code="bad_response", retryable=True,
-            ))
+            return [Outcome(row, error=_unreadable(exc))]
 
-    return list(await asyncio.gather(*(one(r) for r in rows)))
+    async def batch(chunk: list[Any]) -> list[Outcome]:
+        spec = get_model(chunk[0].model)
+        adapter = adapter_for(spec)
+        ids = [r.upstream_id for r in chunk]
+        async with limits[spec.family]:
+            started = time.perf_counter()
+            try:
+                body = await client.call(adapter.build_batch_poll(spec, ids))
+            except UpstreamError as exc:
+                metrics.upstream_call(spec.family, "batch_poll", exc.error_code, time.perf_counter() - started)
+                return [Outcome(r, error=exc) for r in chunk]
+            metrics.upstream_call(spec.family, "batch_poll", "ok", time.perf_counter() - started)
+        try:
+            results = adapter.parse_batch_poll(spec, ids, body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return [Outcome(r, error=_unreadable(exc)) for r in chunk]
+        missing = UpstreamError("the task was missing from the batch answer", code="missing_in_batch", retryable=True)
+        return [Outcome(r, result=results[r.upstream_id]) if r.upstream_id in results else Outcome(r, error=missing)
+                for r in chunk]
+
+    calls = []
+    by_family: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        adapter = adapter_for(get_model(row.model))
+        if adapter.batch_poll_size > 0:
+            by_family[adapter.family].append(row)
+        else:
+            calls.append(one(row))
+    for family_rows in by_family.values():
+        size = adapter_for(get_model(family_rows[0].model)).batch_poll_size
+        calls += [batch(family_rows[i : i + size]) for i in range(0, len(family_rows), size)]
+    return [outcome for group in await asyncio.gather(*calls) for outcome in group]
+
+
+def _unreadable(exc: Exception) -> UpstreamError:
+    return UpstreamError(f"unreadable poll answer: {exc}", code="bad_response", retryable=True)
 
 
 def poll_due() -> dict[str, int]:

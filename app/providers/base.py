@@ -114,6 +114,9 @@ class Adapter:
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
     status_map: ClassVar[Mapping[str, UpstreamState]] = {}
+    # > 0 when the family has a batch fetch endpoint: the poller then asks for up to
+    # this many tasks in one call (build_batch_poll / parse_batch_poll).
+    batch_poll_size: ClassVar[int] = 0
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         model = self.input_model.model_validate(raw, context={"spec": spec, "ctx": ctx})
@@ -135,6 +138,13 @@ class Adapter:
         raise NotImplementedError
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        raise NotImplementedError
+
+    def build_batch_poll(self, spec: ModelSpec, upstream_ids: list[str]) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_batch_poll(self, spec: ModelSpec, upstream_ids: list[str], body: Any) -> dict[str, PollResult]:
+        """Results by upstream id; an id missing from the answer is polled again later."""
         raise NotImplementedError
 
     def example_input(self, spec: ModelSpec) -> dict[str, Any]:
