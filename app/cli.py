@@ -32,6 +32,9 @@ def dev(port: int, host: str, emulator_job_seconds: float) -> None:
 def api(host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from app.health.exporter import reset_multiprocess_dir
+
+    reset_multiprocess_dir()  # only when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers)
     uvicorn.run(
         "app.main:create_app", factory=True, host=host, port=port, workers=workers,
         log_config=None, access_log=False, proxy_headers=True,
@@ -44,9 +47,30 @@ _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_
 @main.command(context_settings=_PASSTHROUGH, help="Run a Celery worker; extra options go to `celery worker`.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
+    import os
+
+    from app.core.settings import get_settings
+
+    settings = get_settings()
+    if settings.worker_metrics_port > 0 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from app.health.exporter import own_worker_dir
+
+        # Set before prometheus_client is imported, so every pool child inherits multiprocess mode.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own_worker_dir(settings.data_dir))
     from workers import app as celery_app
 
-    celery_app.worker_main(["worker", *celery_args])
+    celery_app.worker_main([*_celery_logging_flags(), "worker", *celery_args])
+
+
+def _celery_logging_flags() -> list[str]:
+    """Log records from the first line on (Celery warns before it sets up logging); and the
+    startup banner, which is not a log record, left out of JSON logs."""
+    from app.core.logging import configure_logging
+    from app.core.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.effective_log_format, settings.log_level)
+    return ["--quiet"] if settings.effective_log_format == "json" else []
 
 
 @main.command(context_settings=_PASSTHROUGH, help="Run Celery beat (poll, sweep and webhook ticks).")
@@ -56,7 +80,7 @@ def beat(celery_args: tuple[str, ...]) -> None:
     from workers import app as celery_app
 
     get_settings().data_dir.mkdir(parents=True, exist_ok=True)
-    celery_app.start(["beat", *celery_args])
+    celery_app.start([*_celery_logging_flags(), "beat", *celery_args])
 
 
 @main.command(context_settings=_PASSTHROUGH, help="Run Flower, the Celery monitoring UI.")
@@ -64,20 +88,41 @@ def beat(celery_args: tuple[str, ...]) -> None:
 def flower(flower_args: tuple[str, ...]) -> None:
     from workers import app as celery_app
 
-    celery_app.start(["flower", *flower_args])
+    _celery_logging_flags()
+    # Tornado would install its own log format; ours (JSON in production) stays in charge.
+    own_logging = [] if any(a.startswith("--logging") for a in flower_args) else ["--logging=none"]
+    celery_app.start(["flower", *own_logging, *flower_args])
 
 
 @main.command("worker-health", help="Exit 0 if a worker on this host answers a ping (container probe).")
 @click.option("--timeout", default=5.0, show_default=True)
-def worker_health(timeout: float) -> None:
+@click.option(
+    "--node", default=None,
+    help="Ping only this worker (e.g. celery@%h, %h = this host) and stop at its answer; "
+    "default: any worker on this host, waiting the whole timeout for replies.",
+)
+def worker_health(timeout: float, node: str | None) -> None:
     import socket
+
+    from celery.utils.nodenames import host_format
 
     from workers import app as celery_app
 
-    replies = celery_app.control.ping(timeout=timeout)
-    host = socket.gethostname()
-    mine = [r for r in replies for name in r if name.endswith(f"@{host}")]
-    click.echo(json.dumps({"replies": replies, "this_host": bool(mine)}))
+    try:
+        if node:
+            target = host_format(node)
+            replies = celery_app.control.ping(destination=[target], timeout=timeout, limit=1)
+            mine = [r for r in replies if target in r]
+        else:
+            replies = celery_app.control.ping(timeout=timeout)
+            host = socket.gethostname()
+            mine = [r for r in replies for name in r if name.endswith(f"@{host}")]
+    except Exception as exc:  # a broker that cannot be reached is an unhealthy worker, not a traceback
+        from app.core.logging import redact
+
+        click.echo(json.dumps({"healthy": False, "error": redact(f"{type(exc).__name__}: {exc}")[:300]}))
+        sys.exit(1)
+    click.echo(json.dumps({"healthy": bool(mine), "replies": replies}))
     sys.exit(0 if mine else 1)
 
 
@@ -154,8 +199,39 @@ def webhooks_redeliver(start: datetime, end: datetime, client_id: str | None) ->
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     with session_scope() as session:
         ids = repository.dead_between(session, start, end, client_id)
-        service.redeliver(session, ids)
-    click.echo(json.dumps({"redelivered": len(ids), "ids": ids}))
+        reopened = service.redeliver(session, ids)
+    skipped = sorted(set(ids) - set(reopened))  # their URL answered 410 and is disabled
+    click.echo(json.dumps({"redelivered": len(reopened), "ids": reopened, "skipped": skipped}))
+
+
+@main.group(help="Stored results (artifacts).")
+def artifacts() -> None:
+    pass
+
+
+@artifacts.command("delete", help="Delete a job's stored results now; the job keeps listing them, without URLs.")
+@click.argument("job_id")
+def artifacts_delete(job_id: str) -> None:
+    from app.core.db import session_scope
+    from app.jobs.models import Job
+    from app.storage.backends import StorageError
+    from app.storage.retention import delete_job_artifacts
+
+    with session_scope() as session:
+        if session.get(Job, job_id) is None:
+            raise click.ClickException(f"no job {job_id}")
+        try:
+            deleted = delete_job_artifacts(session, job_id)
+        except StorageError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps({"job_id": job_id, "deleted": deleted}))
+
+
+@artifacts.command("expire", help="Delete every result past its retention now (the beat task does this periodically).")
+def artifacts_expire() -> None:
+    from app.storage.retention import expire_due
+
+    click.echo(json.dumps(expire_due()))
 
 
 @main.command(help="Run the CometAPI emulator alone.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
+from collections import defaultdict
 from typing import Any
 
 import structlog
@@ -17,6 +19,8 @@ from app.core.logging import configure_logging
 from app.core.settings import get_settings
 
 log = structlog.get_logger("cometjobs.api")
+# A caller's X-Request-ID is kept only if it cannot forge or break a log line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 
 class RequestContext:
@@ -30,7 +34,8 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        offered = headers.get(b"x-request-id", b"").decode("ascii", "replace")
+        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -60,18 +65,26 @@ class RequestContext:
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
-    from app.providers.registry import all_adapters
+    from app.providers.registry import adapter_for, load_catalog
 
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # The shipped catalogue, not COMETJOBS_MODELS_FILE: the exported contract must not depend on deployment.
+    models: dict[str, list[str]] = defaultdict(list)
+    adapters = {}
+    for spec in load_catalog().values():
+        models[spec.family].append(spec.id)
+        adapters[spec.family] = adapter_for(spec)
     refs = []
-    for family, adapter in sorted(all_adapters().items()):
+    for family, adapter in sorted(adapters.items()):
         model_schema = adapter.input_model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in model_schema.pop("$defs", {}).items():
             components.setdefault(name, sub)
         name = adapter.input_model.__name__
+        model_schema["x-models"] = sorted(set(components.get(name, {}).get("x-models", [])) | set(models[family]))
         components[name] = model_schema
-        refs.append({"$ref": f"#/components/schemas/{name}"})
+        if {"$ref": f"#/components/schemas/{name}"} not in refs:
+            refs.append({"$ref": f"#/components/schemas/{name}"})
     job_create = components.get("JobCreate", {}).get("properties", {})
     if "input" in job_create:
         description = job_create["input"].get("description", "")
@@ -86,7 +99,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
                 if code.isdigit() and int(code) >= 400 and "application/json" in content:
-                    content[PROBLEM_MEDIA_TYPE] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    content.setdefault(PROBLEM_MEDIA_TYPE, {"schema": {"$ref": "#/components/schemas/Problem"}})
                     del content["application/json"]
     app.openapi_schema = schema
     return schema

@@ -39,9 +39,13 @@ def get_state(request: Request) -> State:
     return request.app.state.emulator
 
 
-async def stream_content(state: State, task_id: str, variant: str, size: int, media_type: str) -> Response:
-    """Stream deterministic bytes, honouring the download-rate and cut-off switches."""
+async def stream_content(
+    state: State, task_id: str, variant: str, size: int, media_type: str, rate: float | None = None
+) -> Response:
+    """Stream deterministic bytes, honouring the download-rate and cut-off switches
+    (`rate` overrides the global download rate for this stream)."""
     config = state.config
+    bytes_per_second = config.download_rate if rate is None else rate
     seed = f"{task_id}:{variant}"
     cut = None
     if config.cut_download_at is not None and state.cuts < config.cut_downloads:
@@ -60,11 +64,47 @@ async def stream_content(state: State, task_id: str, variant: str, size: int, me
             digest.update(piece)
             sent += len(piece)
             yield piece
-            if config.download_rate > 0:
-                await asyncio.sleep(len(piece) / config.download_rate)
+            if bytes_per_second > 0:
+                await asyncio.sleep(len(piece) / bytes_per_second)
         state.stats.served_sha256[seed] = digest.hexdigest()
 
     return StreamingResponse(body(), media_type=media_type, headers={"Content-Length": str(size)})
+
+
+class Faults:
+    """Latency, auth, injected 500s and 429s for every upstream route (plain ASGI:
+    the emulator must stay cheaper per request than the client it measures)."""
+
+    def __init__(self, app: Any, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        state, cfg = self.state, self.state.config
+        if cfg.latency > 0:
+            await asyncio.sleep(cfg.latency)
+        fault: Response | None = None
+        if cfg.api_key:
+            auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode()
+            if auth != f"Bearer {cfg.api_key}":
+                state.stats.faults["unauthorized"] += 1
+                fault = error(401, "Invalid token", code="")
+        if fault is None:
+            roll = state.rng.random()
+            if roll < cfg.error_rate:
+                state.stats.faults["500"] += 1
+                fault = error(500, "upstream provider error", code="")
+            elif roll < cfg.error_rate + cfg.throttle_rate:
+                state.stats.faults["429"] += 1
+                fault = error(429, "rate limit exceeded", code="rate_limit",
+                              headers={"Retry-After": f"{cfg.retry_after:g}"})
+        if fault is not None:
+            await fault(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(config: Config | None = None) -> FastAPI:
@@ -72,25 +112,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     state = State(config or Config())
     app.state.emulator = state
 
-    @app.middleware("http")
-    async def faults(request: Request, call_next: Any) -> Response:
-        if request.url.path.startswith(ADMIN_PREFIX):
-            return await call_next(request)
-        cfg = state.config
-        if cfg.latency > 0:
-            await asyncio.sleep(cfg.latency)
-        if cfg.api_key and request.headers.get("authorization") != f"Bearer {cfg.api_key}":
-            state.stats.faults["unauthorized"] += 1
-            return error(401, "Invalid token", code="")
-        roll = state.rng.random()
-        if roll < cfg.error_rate:
-            state.stats.faults["500"] += 1
-            return error(500, "upstream provider error", code="")
-        if roll < cfg.error_rate + cfg.throttle_rate:
-            state.stats.faults["429"] += 1
-            return error(429, "rate limit exceeded", code="rate_limit",
-                         headers={"Retry-After": f"{cfg.retry_after:g}"})
-        return await call_next(request)
+    app.add_middleware(Faults, state=state)
 
     @app.get(f"{ADMIN_PREFIX}/stats")
     def stats() -> dict[str, Any]:
@@ -103,7 +125,7 @@ def create_app(config: Config | None = None) -> FastAPI:
     def tasks() -> list[dict[str, Any]]:
         return [
             {"id": t.id, "family": t.family, "model": t.model, "prompt": t.prompt, "polls": t.polls,
-             "params": t.params}
+             "poll_times": t.poll_times, "params": t.params}
             for t in state.tasks.values()
         ]
 
@@ -119,6 +141,18 @@ def create_app(config: Config | None = None) -> FastAPI:
         except KeyError as exc:
             return JSONResponse({"error": f"unknown switch {exc.args[0]}"}, status_code=400)
         return JSONResponse(state.config.as_dict())
+
+    @app.post(f"{ADMIN_PREFIX}/tasks/bulk")
+    async def bulk_tasks(request: Request) -> dict[str, list[str]]:
+        """Create many tasks at once (benchmarks): {family, model, prefix, count, job_seconds}."""
+        spec = await request.json()
+        ids = []
+        for n in range(int(spec["count"])):
+            seconds = spec.get("job_seconds", state.config.job_seconds)
+            task = state.new_task(spec["family"], spec["model"], f"bulk-{n} [job-seconds={seconds}]",
+                                  spec.get("prefix", "video_"))
+            ids.append(task.id)
+        return {"ids": ids}
 
     @app.post(f"{ADMIN_PREFIX}/reset")
     def reset() -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -60,6 +61,13 @@ class Task:
     odd_status: str | None = None
     content_bytes: int = 0
     polls: int = 0
+    poll_times: list[float] = field(default_factory=list)
+    create_delay: float | None = None
+    download_rate: float | None = None
+
+    def polled(self) -> None:
+        self.polls += 1
+        self.poll_times.append(time.monotonic())
 
     def phase(self, now: float | None = None) -> tuple[str, int]:
         """("queued" | "running" | "succeeded" | "failed" | "odd", progress)."""
@@ -89,6 +97,12 @@ class Stats:
         self.served_sha256: dict[str, str] = {}
         self.faults: Counter[str] = Counter()
 
+    def batch(self, ids: int) -> None:
+        """One batch fetch call asking for `ids` tasks: counted, and the largest kept."""
+        with self.lock:
+            self.totals["batch_calls"] += 1
+            self.totals["batch_max_ids"] = max(self.totals["batch_max_ids"], ids)
+
     def count(self, kind: str, model: str | None) -> None:
         with self.lock:
             self.totals[kind] += 1
@@ -101,6 +115,7 @@ class Stats:
                 "creates": self.totals["creates"],
                 "polls": self.totals["polls"],
                 "downloads": self.totals["downloads"],
+                "totals": dict(self.totals),
                 "faults": dict(self.faults),
                 "per_model": {m: dict(c) for m, c in self.per_model.items()},
                 "served_sha256": dict(self.served_sha256),
@@ -123,24 +138,35 @@ class State:
         return task
 
     def new_task(self, family: str, model: str, prompt: str, prefix: str, **params: Any) -> Task:
+        """A task whose behaviour the prompt may steer per task: `[fail]`, `[stall]`,
+        `[odd-status]`, and `[job-seconds=N]`, `[content-bytes=N]`, `[create-delay=N]`,
+        `[download-rate=N]` overriding the global switches for this task alone."""
         lowered = prompt.lower()
         odd = None
         if "[odd-status]" in lowered:
             odd = "rendering_on_mars"
+        tags = {k: float(v) for k, v in _TAG.findall(lowered)}
         task = Task(
             id=f"{prefix}{hashlib.sha1(f'{time.time_ns()}-{self.rng.random()}'.encode()).hexdigest()[:24]}",
             family=family, model=model, prompt=prompt, created=time.monotonic(),
-            job_seconds=self.config.job_seconds, params=params,
+            job_seconds=tags.get("job-seconds", self.config.job_seconds), params=params,
             fail="[fail]" in lowered, stall="[stall]" in lowered, odd_status=odd,
-            content_bytes=self.config.content_bytes,
+            content_bytes=int(tags.get("content-bytes", self.config.content_bytes)),
+            create_delay=tags.get("create-delay"), download_rate=tags.get("download-rate"),
         )
         return self.add(task)
+
+    def create_delay(self, task: Task) -> float:
+        return self.config.create_delay if task.create_delay is None else task.create_delay
 
     def reset(self) -> None:
         with self.lock:
             self.tasks.clear()
         self.stats.reset()
         self.cuts = 0
+
+
+_TAG = re.compile(r"\[(job-seconds|content-bytes|create-delay|download-rate)=(\d+(?:\.\d+)?)\]")
 
 
 def content_stream(seed: str, size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.emulator import Emulator as BaseEmulator
 from tests.support.procs import Service, cometjobs, free_port
 from tests.support.receiver import Receiver
 
@@ -50,6 +51,7 @@ TEST_ENV = {
     "COMETJOBS_LOG_FORMAT": "json",
     "COMETJOBS_POLL_TICK": "0.3",
     "COMETJOBS_WEBHOOK_TICK": "0.3",
+    "COMETJOBS_WEBHOOK_PROGRESS_INTERVAL": "2",
     "COMETJOBS_SWEEP_INTERVAL": "0.5",
     "COMETJOBS_QUEUE_NUDGE_AFTER": "2",
     "COMETJOBS_SUBMIT_LEASE": "6",
@@ -63,12 +65,6 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 (TMP / "data").mkdir(parents=True, exist_ok=True)
 
-EMULATOR_DEFAULTS = {
-    "job_seconds": 1.0, "content_bytes": 300_000, "error_rate": 0.0, "throttle_rate": 0.0,
-    "retry_after": 1.0, "latency": 0.0, "create_delay": 0.0, "download_rate": 0.0,
-    "cut_download_at": None, "cut_downloads": 1_000_000, "variants": ["video", "thumbnail"],
-    "api_key": EMULATOR_KEY,
-}
 
 
 def _pg_admin() -> psycopg.Connection:
@@ -121,28 +117,9 @@ def clean(database: str) -> None:
                 raise
 
 
-class Emulator:
+class Emulator(BaseEmulator):
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.Client(base_url=url, timeout=10)
-
-    def configure(self, **switches: object) -> None:
-        self.http.post("/_emulator/config", json=switches).raise_for_status()
-
-    def reset(self) -> None:
-        self.http.post("/_emulator/reset").raise_for_status()
-        self.configure(**EMULATOR_DEFAULTS)
-
-    def stats(self) -> dict:
-        return self.http.get("/_emulator/stats").json()
-
-    def tasks(self) -> list[dict]:
-        return self.http.get("/_emulator/tasks").json()
-
-    def download(self, path: str, **params: str) -> bytes:
-        response = self.http.get(path, params=params, headers={"Authorization": f"Bearer {EMULATOR_KEY}"})
-        response.raise_for_status()
-        return response.content
+        super().__init__(url, EMULATOR_KEY)
 
 
 @pytest.fixture(scope="session")
@@ -246,3 +223,13 @@ def receiver() -> Iterator[Receiver]:
     rec = Receiver().start()
     yield rec
     rec.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():  # type: ignore[no-untyped-def]
+    """moto's standalone S3 server, a real process on loopback (tests/support/s3.py)."""
+    from tests.support.s3 import MotoS3
+
+    server = MotoS3(TMP).start()
+    yield server
+    server.stop()

@@ -6,6 +6,9 @@ from celery import Celery, signals
 
 from app.core.settings import get_settings
 from workers.config import celery_config
+from workers.patches import tolerate_restore_after_disconnect
+
+tolerate_restore_after_disconnect()
 
 app = Celery("cometjobs")
 app.conf.update(celery_config(get_settings()))
@@ -18,6 +21,19 @@ def _setup_logging(**_kwargs: object) -> None:
 
     settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
+
+
+@signals.worker_init.connect
+def _warm_up(**_kwargs: object) -> None:
+    """Import the pipeline and load the model catalogue before the pool forks, so no
+    child pays a second of imports on its first task (a queued job's first nudge)."""
+    import app.jobs.collector  # noqa: F401
+    import app.jobs.poller  # noqa: F401
+    import app.jobs.sweeper  # noqa: F401
+    import app.webhooks.service  # noqa: F401
+    from app.providers.registry import all_adapters
+
+    all_adapters()
 
 
 @signals.worker_process_init.connect
@@ -35,3 +51,67 @@ def _before_exit(**_kwargs: object) -> None:
     from app.core import aio
 
     aio.shutdown()
+
+
+# Prometheus: the exporter runs in the main process and sums the children's
+# multiprocess files (see app/health/exporter.py); task metrics come from signals.
+@signals.celeryd_init.connect
+def _empty_metrics_dir(**_kwargs: object) -> None:
+    # The first worker signal: before any worker_init handler imports (and writes) metrics.
+    from app.health.exporter import reset_multiprocess_dir
+
+    reset_multiprocess_dir()
+
+
+@signals.worker_init.connect
+def _start_metrics_exporter(**_kwargs: object) -> None:
+    from app.health.exporter import start_worker_exporter
+
+    settings = get_settings()
+    start_worker_exporter(settings.worker_metrics_port, settings.worker_metrics_host)
+
+
+@signals.worker_process_init.connect
+def _metrics_after_fork(**_kwargs: object) -> None:
+    from app.health.exporter import after_fork
+
+    after_fork()
+
+
+@signals.worker_process_shutdown.connect
+def _metrics_before_exit(pid: int | None = None, **_kwargs: object) -> None:
+    import os
+
+    from app.health.exporter import child_exited
+
+    child_exited(pid or os.getpid())
+
+
+_task_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect
+def _task_started_at(task_id: str | None = None, **_kwargs: object) -> None:
+    import time
+
+    if task_id:
+        _task_started[task_id] = time.perf_counter()
+
+
+@signals.task_postrun.connect
+def _task_finished(
+    task_id: str | None = None, task: object = None, state: str | None = None, **_kwargs: object
+) -> None:
+    import time
+
+    import structlog
+
+    from app.core import metrics
+
+    # Celery has logged the task's outcome by now; the next task must not inherit its fields.
+    structlog.contextvars.clear_contextvars()
+    name = getattr(task, "name", None) or "unknown"
+    started = _task_started.pop(task_id or "", None)
+    metrics.TASKS.labels(task=name, state=(state or "UNKNOWN").lower()).inc()
+    if started is not None:
+        metrics.TASK_SECONDS.labels(task=name).observe(time.perf_counter() - started)

@@ -13,6 +13,7 @@ def celery_config(settings: Settings) -> dict:
     tick = settings.poll_tick.total_seconds()
     sweep = settings.sweep_interval.total_seconds()
     webhook_tick = settings.webhook_tick.total_seconds()
+    expiry = settings.artifact_expiry_tick.total_seconds()
     return {
         "broker_url": settings.broker_url,
         # Tasks return nothing anyone waits for: Postgres holds every outcome.
@@ -23,21 +24,26 @@ def celery_config(settings: Settings) -> dict:
         "accept_content": ["json"],
         "timezone": "UTC",
         "enable_utc": True,
-        # Every task is idempotent (guarded updates), so a redelivery after a crash is safe,
-        # and acknowledging late means a crash mid-task gets redelivered instead of lost.
-        "task_acks_late": True,
+        # A message is a nudge, acknowledged on receipt: if a worker dies mid-task, the sweeper
+        # re-drives the job from Postgres within one sweep. Late acks would only add redelivery
+        # an hour (or a visibility timeout) later, and acking on a connection lost meanwhile is
+        # where kombu crashes the worker (see workers/patches.py).
+        "task_acks_late": False,
         # A crash-looping task must not be requeued forever; the sweeper re-drives from the
         # database instead, bounded by per-job attempt counters.
         "task_reject_on_worker_lost": False,
+        # Running tasks are not cancelled when the broker connection drops: a submit in the
+        # middle of its create call must finish and record the upstream id.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # One message at a time per process: long downloads must not hold short tasks hostage.
         "worker_prefetch_multiplier": 1,
-        # Tasks never use countdowns longer than a minute, so an unacked message is redelivered
+        # No task uses countdowns, so an unacknowledged (prefetched) message is redelivered
         # after 5 minutes rather than the default hour.
         "broker_transport_options": _transport_options(settings),
         # The API publishes inside a request: fail fast and leave it to the sweeper.
         "task_publish_retry": True,
-        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-        "broker_connection_timeout": 3,
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        "broker_connection_timeout": 2,
         "broker_connection_retry_on_startup": True,
         # Soft limit first so a task can clean up; the hard limit kills a wedged process.
         "task_soft_time_limit": 1800,
@@ -69,6 +75,10 @@ def celery_config(settings: Settings) -> dict:
                 "options": {"expires": max(1.0, webhook_tick)},
             },
             "sweep": {"task": "cometjobs.sweep", "schedule": sweep, "options": {"expires": max(1.0, sweep)}},
+            "expire-artifacts": {
+                "task": "cometjobs.maintenance.expire_artifacts", "schedule": expiry,
+                "options": {"expires": max(1.0, expiry)},
+            },
         },
         "beat_schedule_filename": str(settings.data_dir.resolve() / "celerybeat-schedule"),
         "worker_concurrency": settings.worker_concurrency,
@@ -81,7 +91,7 @@ def _transport_options(settings: Settings) -> dict:
         return {}
     options = {
         "visibility_timeout": 300,
-        "socket_connect_timeout": 3,
+        "socket_connect_timeout": 1,
         "socket_timeout": 10,
         "retry_on_timeout": True,
     }

@@ -12,11 +12,28 @@ def _bind(task_id: str | None, **fields: object) -> None:
     structlog.contextvars.bind_contextvars(task_id=task_id, **fields)
 
 
+def _bind_job(task_id: str | None, job_id: str) -> None:
+    """Every log line of a job's task names the job and its model, even on an early return."""
+    _bind(task_id, job_id=job_id)
+    try:
+        from sqlalchemy import select
+
+        from app.core.db import session_scope
+        from app.jobs.models import Job
+
+        with session_scope() as session:
+            model = session.scalar(select(Job.model).where(Job.id == job_id))
+    except Exception:  # the task itself will meet (and report) a database that is down
+        return
+    if model:
+        structlog.contextvars.bind_contextvars(model=model)
+
+
 @app.task(name="cometjobs.submit_job", bind=True)
 def submit_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     from app.jobs.submit import submit
 
-    _bind(self.request.id, job_id=job_id)
+    _bind_job(self.request.id, job_id)
     return submit(job_id)
 
 
@@ -24,7 +41,7 @@ def submit_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
 def collect_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     from app.jobs.collector import collect
 
-    _bind(self.request.id, job_id=job_id)
+    _bind_job(self.request.id, job_id)
     return collect(job_id)
 
 
@@ -58,3 +75,11 @@ def sweep(self) -> dict:  # type: ignore[no-untyped-def]
 
     _bind(self.request.id)
     return run()
+
+
+@app.task(name="cometjobs.maintenance.expire_artifacts", bind=True)
+def expire_artifacts(self) -> dict:  # type: ignore[no-untyped-def]
+    from app.storage.retention import expire_due
+
+    _bind(self.request.id)
+    return expire_due()

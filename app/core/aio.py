@@ -5,11 +5,10 @@ tick to the next. Re-created after a fork."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-import httpx
 
 T = TypeVar("T")
 
@@ -25,7 +24,8 @@ def _runner() -> asyncio.Runner:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return _runner().run(coro)
+    # The caller's context (the task's bound log fields), not the one the runner captured when created.
+    return _runner().run(coro, context=contextvars.copy_context())
 
 
 def upstream_client() -> Any:
@@ -37,15 +37,15 @@ def upstream_client() -> Any:
     return _state["upstream"]
 
 
-def webhook_client() -> httpx.AsyncClient:
+def webhook_client() -> Any:
     if "webhooks" not in _state:
         from app.core.settings import get_settings
 
+        from app.webhooks.transport import make_client
+
         settings = get_settings()
-        _state["webhooks"] = httpx.AsyncClient(
-            timeout=settings.webhook_timeout.total_seconds(),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.poll_concurrency * 2),
+        _state["webhooks"] = make_client(
+            settings.webhook_allowed_cidrs, settings.webhook_timeout.total_seconds(), settings.webhook_concurrency
         )
     return _state["webhooks"]
 

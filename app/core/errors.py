@@ -188,6 +188,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "The API key may not do that",
         404: "No such resource for this client",
         409: "Conflict with the current state",
+        410: "Gone: the resource was deleted",
         413: "Payload too large",
         422: "Validation failed; `errors` lists each bad field",
         503: "A dependency (database, broker) is unavailable",

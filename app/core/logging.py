@@ -7,6 +7,7 @@ CometAPI key and presigned-URL signatures never reach a log sink.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from typing import Any
@@ -14,12 +15,18 @@ from typing import Any
 import structlog
 
 _SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-+/=]+"),
     re.compile(r"(whsec_)[A-Za-z0-9+/=]+"),
     re.compile(r"(cj_(?:live|test)_)[A-Za-z0-9_\-]+"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-+/=]+"),
     re.compile(r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|sig)=)[^&\s\"']+"),
+    # user:password@ in URLs (database, broker, webhook URLs)
+    re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^/@:\s\"']*:)[^/@\s\"']+(?=@)"),
 ]
-_SECRET_KEYS = {"api_key", "webhook_secret", "secret", "authorization", "password", "cometapi_key", "token"}
+_SECRET_KEYS = {
+    "api_key", "webhook_secret", "webhook_secret_previous", "secret", "authorization", "proxy-authorization",
+    "cookie", "x-api-key", "password", "cometapi_key", "token", "access_token", "session_token",
+    "secret_access_key", "aws_secret_access_key", "s3_secret_access_key",
+}
 _extra_secrets: set[str] = set()
 
 
@@ -66,8 +73,12 @@ def configure_logging(fmt: str = "console", level: str = "INFO", *, force: bool 
     from app.core.settings import get_settings
 
     settings = get_settings()
-    if settings.cometapi_key:
-        register_secret(settings.cometapi_key.get_secret_value())
+    for setting in ("cometapi_key", "s3_secret_access_key"):
+        value = getattr(settings, setting, None)
+        if value:
+            register_secret(value.get_secret_value())
+    for variable in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        register_secret(os.environ.get(variable))
 
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -97,6 +108,8 @@ def configure_logging(fmt: str = "console", level: str = "INFO", *, force: bool 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Library warnings become log records too (JSON in production), not bare stderr text.
+    logging.captureWarnings(True)
     for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

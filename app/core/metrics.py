@@ -1,59 +1,160 @@
-"""Prometheus metrics. Labels stay small: model, family, state, outcome,
-route, queue — never a job id."""
+"""Prometheus metrics, named per the Prometheus conventions (base units, `_total`
+for counters). Labels stay small and bounded: model, family, state, status,
+outcome, route, queue, task — never a job id.
+
+Gauges that describe the whole system (jobs per state, webhook backlog, queue
+depth) are not here: `app.health.metrics` reads them at scrape time.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Multiprocess mode writes a file per process from the first value on: the directory must exist.
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STATE_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+TERMINAL_STATUSES = ("succeeded", "failed", "canceled", "timed_out")
 
 HTTP_REQUESTS = Counter(
-    "cometjobs_http_requests_total", "API requests by route, method and status", ["route", "method", "status"]
+    "cometjobs_http_requests_total", "API requests by route template, method and status code",
+    ["route", "method", "status"],
 )
 HTTP_LATENCY = Histogram(
     "cometjobs_http_request_duration_seconds", "API request latency", ["route", "method"], buckets=LATENCY_BUCKETS
 )
 JOBS_CREATED = Counter("cometjobs_jobs_created_total", "Jobs accepted", ["model"])
-JOBS_FINISHED = Counter("cometjobs_jobs_finished_total", "Jobs that reached a terminal state", ["model", "status"])
+JOBS_FINISHED = Counter(
+    "cometjobs_jobs_finished_total", "Jobs that reached a terminal status", ["model", "status"]
+)
+JOB_SECONDS = Histogram(
+    "cometjobs_job_duration_seconds", "Time from acceptance to a terminal status", ["model", "status"],
+    buckets=STATE_BUCKETS,
+)
 STATE_SECONDS = Histogram(
     "cometjobs_job_state_duration_seconds", "Time a job spent in a state before leaving it",
-    ["state", "kind"], buckets=STATE_BUCKETS,
+    ["model", "state"], buckets=STATE_BUCKETS,
 )
 UPSTREAM_CALLS = Counter(
-    "cometjobs_upstream_requests_total", "CometAPI calls by family, endpoint and outcome",
+    "cometjobs_upstream_requests_total", "CometAPI calls by family, endpoint and outcome (ok or an error code)",
     ["family", "endpoint", "outcome"],
 )
 UPSTREAM_LATENCY = Histogram(
-    "cometjobs_upstream_request_duration_seconds", "CometAPI call latency", ["family", "endpoint"],
-    buckets=LATENCY_BUCKETS,
+    "cometjobs_upstream_request_duration_seconds", "CometAPI call latency (content: the whole streamed copy)",
+    ["family", "endpoint"], buckets=LATENCY_BUCKETS,
 )
 POLL_LAG = Histogram(
-    "cometjobs_poll_lag_seconds", "Delay between a poll falling due and it being sent",
+    "cometjobs_poll_lag_seconds", "Delay between a poll falling due and a worker claiming it",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
-STORAGE_BYTES = Counter("cometjobs_storage_bytes_copied_total", "Bytes copied into storage", ["backend"])
+STORAGE_BYTES = Counter(
+    "cometjobs_storage_copied_bytes_total", "Bytes of results copied into storage", ["backend"]
+)
 STORAGE_COPY_SECONDS = Histogram(
-    "cometjobs_storage_copy_duration_seconds", "Duration of one artifact copy", ["backend"],
+    "cometjobs_storage_copy_duration_seconds", "Duration of one artifact copy, upstream to storage", ["backend"],
     buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
-WEBHOOK_ATTEMPTS = Counter("cometjobs_webhook_attempts_total", "Webhook attempts by outcome", ["outcome"])
+WEBHOOK_ATTEMPTS = Counter(
+    "cometjobs_webhook_attempts_total",
+    "Webhook attempts by outcome: success, http_4xx, http_5xx, redirect, timeout, network_error, refused",
+    ["outcome"],
+)
 WEBHOOK_LATENCY = Histogram(
     "cometjobs_webhook_attempt_duration_seconds", "Webhook attempt latency", buckets=LATENCY_BUCKETS
 )
+TASKS = Counter(
+    "cometjobs_celery_tasks_total", "Celery tasks run by a worker, by task name and final state", ["task", "state"]
+)
+TASK_SECONDS = Histogram(
+    "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS
+)
+
+_PENDING = "cometjobs_pending_metrics"
 
 
-def job_transition(job: Any, new_status: str, now: datetime, previous: tuple[str, datetime] | None = None) -> None:
-    if previous is not None:
-        old_status, entered = previous
-        STATE_SECONDS.labels(state=old_status, kind=job.kind).observe(max(0.0, (now - entered).total_seconds()))
-    if new_status in ("succeeded", "failed", "canceled", "timed_out"):
-        JOBS_FINISHED.labels(model=job.model, status=new_status).inc()
+def after_commit(session: Session | None, record: Callable[[], None]) -> None:
+    """Record once the transaction commits, so a rolled-back move is never counted."""
+    if session is None:
+        record()
+    else:
+        session.info.setdefault(_PENDING, []).append(record)
+
+
+@event.listens_for(Session, "after_commit")
+def _flush(session: Session) -> None:
+    for record in session.info.pop(_PENDING, None) or ():
+        record()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _seconds(later: datetime, earlier: datetime | None) -> float | None:
+    if earlier is None:
+        return None
+    if (later.tzinfo is None) != (earlier.tzinfo is None):
+        later, earlier = later.replace(tzinfo=None), earlier.replace(tzinfo=None)
+    return max(0.0, (later - earlier).total_seconds())
+
+
+def job_transition(
+    job: Any, new_status: str, now: datetime, previous: tuple[str, datetime] | None = None,
+    *, session: Session | None = None,
+) -> None:
+    model = job.model
+    spent = _seconds(now, previous[1]) if previous is not None else None
+    old_status = previous[0] if previous is not None else None
+    total = _seconds(now, getattr(job, "created_at", None)) if new_status in TERMINAL_STATUSES else None
+
+    def record() -> None:
+        if old_status is not None and spent is not None:
+            STATE_SECONDS.labels(model=model, state=old_status).observe(spent)
+        if new_status in TERMINAL_STATUSES:
+            JOBS_FINISHED.labels(model=model, status=new_status).inc()
+            if total is not None:
+                JOB_SECONDS.labels(model=model, status=new_status).observe(total)
+
+    after_commit(session, record)
+
+
+def job_created(model: str, session: Session | None = None) -> None:
+    after_commit(session, JOBS_CREATED.labels(model=model).inc)
 
 
 def upstream_call(family: str, endpoint: str, outcome: str, seconds: float) -> None:
     UPSTREAM_CALLS.labels(family=family, endpoint=endpoint, outcome=outcome).inc()
     UPSTREAM_LATENCY.labels(family=family, endpoint=endpoint).observe(seconds)
+
+
+def webhook_outcome(status_code: int | None, error: str | None) -> str:
+    if status_code is None:
+        text = error or ""
+        if text.startswith("refused"):
+            return "refused"
+        return "timeout" if "Timeout" in text.split(":", 1)[0] else "network_error"
+    if 200 <= status_code < 300:
+        return "success"
+    if 300 <= status_code < 400:
+        return "redirect"
+    return "http_4xx" if status_code < 500 else "http_5xx"
+
+
+def webhook_attempt(status_code: int | None, error: str | None, latency_ms: int) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome=webhook_outcome(status_code, error)).inc()
+    WEBHOOK_LATENCY.observe(max(0, latency_ms) / 1000)
+
+
+__all__ = [
+    "after_commit", "job_created", "job_transition", "upstream_call", "webhook_attempt", "webhook_outcome",
+]

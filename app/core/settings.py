@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # Submit
     queue_nudge_after: Duration = timedelta(seconds=15)
     submit_lease: Duration = timedelta(seconds=120)
-    submit_max_attempts: int = 6
+    submit_max_attempts: int = 10
     submit_retry_base: Duration = timedelta(seconds=2)
     submit_retry_cap: Duration = timedelta(seconds=60)
 
@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     collect_lease: Duration = timedelta(seconds=120)
     collect_max_attempts: int = 5
     collect_retry_base: Duration = timedelta(seconds=5)
-    download_chunk_bytes: int = 1024 * 1024
+    # 0: pass bytes on as the network delivers them; re-chunking costs a copy of every byte.
+    download_chunk_bytes: int = 0
 
     # Sweeper and deadlines (defaults; the model catalogue may override per model)
     sweep_interval: Duration = timedelta(seconds=5)
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
 
     # Workers
     worker_concurrency: int = 4
+    # The worker's Prometheus exporter (multiprocess mode, needs PROMETHEUS_MULTIPROC_DIR); 0 = off.
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "0.0.0.0"
 
     # Webhooks
     webhook_tick: Duration = timedelta(seconds=1)
@@ -110,10 +114,38 @@ class Settings(BaseSettings):
     webhook_lease: Duration = timedelta(seconds=60)
     webhook_batch_size: int = 200
     webhook_response_body_cap: int = 2048
+    # Sends in flight per worker process, and how long one beat tick may keep claiming.
+    webhook_concurrency: int = Field(64, ge=1)
+    webhook_budget: Duration = timedelta(seconds=10)
+    # At most one job.progress event per job per interval.
+    webhook_progress_interval: Duration = timedelta(seconds=5)
 
     # Artifacts
     artifact_url_ttl: Duration = timedelta(minutes=15)
     max_upload_bytes: int = 20 * 1024 * 1024
+    # How long stored results are kept unless the client sets `retention_days` (0: forever).
+    artifact_retention: Duration = timedelta(days=30)
+    artifact_expiry_tick: Duration = timedelta(minutes=10)
+    artifact_expiry_batch_size: int = 500
+    # Writes never completed (a worker killed mid-copy) are removed after this; it must
+    # exceed the longest copy (the collect task's hard time limit).
+    abandoned_upload_age: Duration = timedelta(days=1)
+
+    # S3-compatible storage (`s3://bucket/prefix`). Unset values fall back to the AWS
+    # tools' own variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+    s3_endpoint_url: str | None = None
+    # The endpoint callers reach, when it differs from ours (signed URLs carry it).
+    s3_public_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # MinIO and most self-hosted stores need "path".
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # S3 refuses parts under 5 MiB (except the last); one part is the copy's memory bound.
+    s3_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=5 * 1024**3)
+    # Parts uploading at once per object while the next one fills: a copy holds at most
+    # (concurrency + 1) parts in memory.
+    s3_upload_concurrency: int = Field(2, ge=1, le=16)
 
     # Extra model catalogue (TOML) layered over the built-in one
     models_file: Path | None = None

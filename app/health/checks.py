@@ -8,6 +8,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from sqlalchemy import text
 
 from app.core.db import get_engine
+from app.core.logging import redact
 from app.core.settings import get_settings
 from app.storage.backends import get_storage
 
@@ -55,5 +56,5 @@ def run_checks() -> dict[str, str]:
         except FutureTimeout:
             out[name] = f"timed out after {CHECK_TIMEOUT:g}s"
         except Exception as exc:
-            out[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            out[name] = redact(f"{type(exc).__name__}: {exc}")[:200]
     return out

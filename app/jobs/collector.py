@@ -21,6 +21,7 @@ from app.clients.models import Client
 from app.core import metrics
 from app.core.db import session_scope, utcnow
 from app.core.ids import new_id
+from app.core.retry import with_db_retry
 from app.core.settings import get_settings
 from app.jobs import repository as repo
 from app.jobs.models import Job
@@ -31,10 +32,10 @@ from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import adapter_for, get_model
 from app.storage.backends import StorageError, get_storage
 from app.storage.models import Artifact
+from app.storage.retention import expiry_for
 from app.storage.service import CopyError, StoredObject, copy_stream
 
 log = structlog.get_logger(__name__)
-HEARTBEAT_SECONDS = 5.0
 
 
 class LeaseLost(Exception):
@@ -84,11 +85,17 @@ def _extension(source: ArtifactSource, content_type: str) -> str:
 def _copy_one(job: Job, source: ArtifactSource, token: str) -> StoredObject | None:
     settings = get_settings()
     storage = get_storage()
+    if source.data is not None:
+        content_type = source.content_type or "application/octet-stream"
+        key = f"{job.storage_prefix}/{source.name}{_extension(source, content_type)}"
+        inline = copy_stream(storage, key, (source.data,), content_type, expected_size=len(source.data))
+        metrics.STORAGE_BYTES.labels(backend=storage.scheme).inc(inline.size_bytes)
+        return inline
     started = time.perf_counter()
     last_beat = [time.monotonic()]
 
     def beat(_size: int) -> None:
-        if time.monotonic() - last_beat[0] >= HEARTBEAT_SECONDS:
+        if time.monotonic() - last_beat[0] >= settings.collect_lease.total_seconds() / 4:
             _heartbeat(job.id, token)
             last_beat[0] = time.monotonic()
 
@@ -101,13 +108,15 @@ def _copy_one(job: Job, source: ArtifactSource, token: str) -> StoredObject | No
             expected = int(length) if length and length.isdigit() and not encoded else None
             key = f"{job.storage_prefix}/{source.name}{_extension(source, content_type)}"
             stored = copy_stream(
-                storage, key, response.iter_bytes(settings.download_chunk_bytes), content_type,
+                storage, key, response.iter_bytes(settings.download_chunk_bytes or None), content_type,
                 expected_size=expected, on_progress=beat,
             )
     except UpstreamError as exc:
+        metrics.upstream_call(job.family, "content", exc.error_code, time.perf_counter() - started)
         if source.optional and exc.status in (400, 404, 405, 410, 415, 422):
             return None
         raise
+    metrics.upstream_call(job.family, "content", "ok", time.perf_counter() - started)
     metrics.STORAGE_BYTES.labels(backend=storage.scheme).inc(stored.size_bytes)
     metrics.STORAGE_COPY_SECONDS.labels(backend=storage.scheme).observe(time.perf_counter() - started)
     return stored
@@ -126,7 +135,7 @@ def collect(job_id: str) -> str:
     stored: list[tuple[ArtifactSource, StoredObject]] = []
     try:
         for source in sources:
-            obj = _copy_one(job, source, token)
+            obj = _copy_with_retries(job, source, token, settings)
             if obj is not None:
                 stored.append((source, obj))
     except LeaseLost:
@@ -137,14 +146,33 @@ def collect(job_id: str) -> str:
         return _retry_or_fail(job, token, exc, settings)
     if not stored:
         return _retry_or_fail(job, token, CopyError("the upstream offered no result to copy"), settings)
-    return _finish(job, token, stored)
+    # The objects are stored; a database blip must delay recording them, not waste them.
+    return with_db_retry(_finish, settings.collect_lease.total_seconds() * 0.8)(job, token, stored)
+
+
+DOWNLOAD_TRIES = 4
+
+
+def _copy_with_retries(job: Job, source: ArtifactSource, token: str, settings: Any) -> StoredObject | None:
+    """Retry one download a few times in place (429s, 5xx, cut connections) before
+    giving up the whole attempt: a flaky upstream should not cost every artifact again."""
+    for attempt in range(1, DOWNLOAD_TRIES + 1):
+        try:
+            return _copy_one(job, source, token)
+        except (UpstreamError, CopyError) as exc:
+            retryable = isinstance(exc, CopyError) or exc.retryable
+            if not retryable or attempt == DOWNLOAD_TRIES:
+                raise
+            wait = getattr(exc, "retry_after", None) or 0.3 * 2**attempt
+            time.sleep(min(wait, settings.collect_lease.total_seconds() / 4) * random.uniform(0.8, 1.2))
+    return None
 
 
 def _finish(job: Job, token: str, stored: list[tuple[ArtifactSource, StoredObject]]) -> str:
     now = utcnow()
     with session_scope() as session:
         client = session.get(Client, job.client_id)
-        expires = now + timedelta(days=client.retention_days) if client and client.retention_days else None
+        expires = expiry_for(client, now)
         for source, obj in stored:
             session.add(Artifact(
                 id=new_id("art"), job_id=job.id, name=source.name, storage_key=obj.key,
@@ -154,7 +182,7 @@ def _finish(job: Job, token: str, stored: list[tuple[ArtifactSource, StoredObjec
         session.flush()
         moved = move(
             session, job.id, expected=[JobStatus.COLLECTING], to=JobStatus.SUCCEEDED, now=now,
-            lease_token=token, values={"progress": 100},
+            lease_token=token, values={"progress": 100, "upstream_payload": _compact(job.upstream_payload)},
             message=f"stored {len(stored)} artifact(s)",
             data={"artifacts": [{"name": s.name, "size_bytes": o.size_bytes} for s, o in stored]},
         )
@@ -164,6 +192,21 @@ def _finish(job: Job, token: str, stored: list[tuple[ArtifactSource, StoredObjec
         _discard(stored)
         return "superseded"
     return "succeeded"
+
+
+_KEEP_CHARS = 2048
+
+
+def _compact(payload: Any) -> Any:
+    """The upstream answer without inline results (b64 images can be megabytes): once the
+    bytes are in storage, the row keeps only what support needs to read."""
+    if isinstance(payload, dict):
+        return {k: _compact(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [_compact(v) for v in payload]
+    if isinstance(payload, str) and len(payload) > _KEEP_CHARS:
+        return f"<{len(payload)} characters, stored as an artifact>"
+    return payload
 
 
 def _discard(stored: list[tuple[ArtifactSource, StoredObject]]) -> None:

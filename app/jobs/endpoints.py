@@ -31,11 +31,14 @@ def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JobOut:
     accepted = service.create(session, client, body, idempotency_key)
+    # The answer is built inside the transaction and the commit is the last database call:
+    # a client that gets an error was not charged a job, and one that gets 202 has one.
+    out = load_out(session, accepted.job)
     session.commit()
     response.headers["Location"] = f"/v1/jobs/{accepted.job.id}"
     if accepted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return load_out(session, accepted.job)
+    return out
 
 
 @router.get(
@@ -81,9 +84,9 @@ def get_job(job_id: str, session: SessionDep, client: ClientDep) -> JobOut:
     responses=problem_responses(401, 404, 409, 503),
 )
 def cancel_job(job_id: str, session: SessionDep, client: ClientDep) -> JobOut:
-    job = service.cancel(session, client, job_id)
+    out = load_out(session, service.cancel(session, client, job_id))
     session.commit()
-    return load_out(session, job)
+    return out
 
 
 @router.get(

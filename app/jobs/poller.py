@@ -5,9 +5,10 @@ writes the results back in bulk. No task per poll, no countdowns."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +31,6 @@ from app.providers.registry import UnknownModel, adapter_for, get_model
 log = structlog.get_logger(__name__)
 # Consecutive answers that can never succeed (404, 400, ...) before giving up.
 MAX_HARD_POLL_ERRORS = 3
-PROGRESS_EVENT_INTERVAL = timedelta(seconds=5)
 
 
 @dataclass
@@ -57,6 +57,8 @@ async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
     limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.poll_concurrency))
 
     async def one(row: Any) -> list[Outcome]:
+        # gather() runs each call in its own task with a copy of the context: this binding stays local.
+        structlog.contextvars.bind_contextvars(job_id=row.id, model=row.model)
         spec = get_model(row.model)
         adapter = adapter_for(spec)
         async with limits[spec.family]:
@@ -93,11 +95,12 @@ async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
                 for r in chunk]
 
     calls = []
-    by_family: dict[str, list[Any]] = defaultdict(list)
+    by_family: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for row in rows:
-        adapter = adapter_for(get_model(row.model))
+        spec = get_model(row.model)
+        adapter = adapter_for(spec)
         if adapter.batch_poll_size > 0:
-            by_family[adapter.family].append(row)
+            by_family[(adapter.family, adapter.batch_key(spec))].append(row)
         else:
             calls.append(one(row))
     for family_rows in by_family.values():
@@ -111,19 +114,45 @@ def _unreadable(exc: Exception) -> UpstreamError:
 
 
 def poll_due() -> dict[str, int]:
+    """One beat tick: claim, poll and write back batches until nothing is due (or the
+    tick's budget is spent). Database work runs in threads while the next batch's
+    HTTP calls are in flight, so the poller spends its time waiting on the upstream."""
     settings = get_settings()
     stats: dict[str, int] = defaultdict(int)
+    run(_pipeline(settings, stats))
+    return dict(stats)
+
+
+def _claim_batch(settings: Settings) -> list[Any]:
+    now = utcnow()
+    with session_scope() as session:
+        rows = list(repo.claim_due_polls(session, now, now + settings.poll_lease, settings.poll_batch_size))
+    claimed_at = utcnow()
+    for row in rows:
+        if row.claimed_due_at is not None:
+            metrics.POLL_LAG.observe(max(0.0, (claimed_at - row.claimed_due_at).total_seconds()))
+    return rows
+
+
+def _in_thread(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> asyncio.Future[Any]:
+    """Run `fn` in the default executor with this task's context (its log fields)."""
+    return loop.run_in_executor(None, contextvars.copy_context().run, fn, *args)
+
+
+async def _pipeline(settings: Settings, stats: dict[str, int]) -> None:
+    loop = asyncio.get_running_loop()
     budget_end = time.monotonic() + settings.poll_budget.total_seconds()
+    writes: list[asyncio.Future[Counter[str]]] = []
+    claiming = _in_thread(loop, _claim_batch, settings)
     while True:
-        now = utcnow()
-        with session_scope() as session:
-            rows = list(repo.claim_due_polls(session, now, now + settings.poll_lease, settings.poll_batch_size))
+        rows = await claiming
         if not rows:
             break
-        claimed_at = utcnow()
-        for row in rows:
-            if row.claimed_due_at is not None:
-                metrics.POLL_LAG.observe(max(0.0, (claimed_at - row.claimed_due_at).total_seconds()))
+        more = len(rows) == settings.poll_batch_size and time.monotonic() < budget_end
+        if more:
+            # Claimed sets are disjoint (each claim pushes due_at to its lease), so the next
+            # batch can be claimed while this one is being polled.
+            claiming = _in_thread(loop, _claim_batch, settings)
         known, retired = [], []
         for row in rows:
             try:
@@ -131,15 +160,17 @@ def poll_due() -> dict[str, int]:
                 known.append(row)
             except UnknownModel:
                 retired.append(row)
-        outcomes = run(_poll_rows(known, settings)) if known else []
-        _write_back(outcomes, retired, settings, stats)
+        outcomes = await _poll_rows(known, settings) if known else []
+        writes.append(_in_thread(loop, _write_back, outcomes, retired, settings))
         stats["polled"] += len(known)
-        if len(rows) < settings.poll_batch_size or time.monotonic() > budget_end:
+        if not more:
             break
-    return dict(stats)
+    for counts in await asyncio.gather(*writes):
+        stats.update(counts)
 
 
-def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings, stats: dict[str, int]) -> None:
+def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings) -> Counter[str]:
+    stats: Counter[str] = Counter()
     now = utcnow()
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -179,7 +210,7 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings,
                 if move(
                     session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
                     values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
-                            "due_at": now + settings.collect_lease, "timeout_at": None, "lease_token": None,
+                            "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
                             "poll_count": row.poll_count + 1},
                 ):
                     enqueue(session, COLLECT_TASK, row.id)
@@ -202,6 +233,7 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings,
         repo.apply_poll_updates(session, updates)
         repo.add_events(session, events)
         _progress_events(session, progressed, now)
+    return stats
 
 
 def _running_update(
@@ -219,13 +251,17 @@ def _running_update(
 
 
 def _progress_events(session: Any, job_ids: list[str], now: datetime) -> None:
-    """`job.progress` for subscribers, at most one per job per PROGRESS_EVENT_INTERVAL."""
-    for job_id in job_ids:
-        job = repo.get(session, job_id)
-        if job is None or "job.progress" not in subscribed_events(session, job):
-            continue
-        last = repo.last_event_at(session, job_id, "progress_announced")
-        if last is not None and now - last < PROGRESS_EVENT_INTERVAL:
-            continue
-        repo.add_event(session, job_id, "progress_announced", now, data={"progress": job.progress})
-        announce_progress(session, job, now)
+    """`job.progress` for subscribers of still-running jobs (a cancel may have won the row),
+    at most one per job per COMETJOBS_WEBHOOK_PROGRESS_INTERVAL."""
+    from app.webhooks.repository import last_created
+
+    jobs = [
+        job for job in (repo.get(session, job_id) for job_id in job_ids)
+        if job is not None and job.status == JobStatus.RUNNING.value
+        and "job.progress" in subscribed_events(session, job)
+    ]
+    last = last_created(session, [job.id for job in jobs], "job.progress")
+    interval = get_settings().webhook_progress_interval
+    for job in jobs:
+        if job.id not in last or now - last[job.id] >= interval:
+            announce_progress(session, job, now)

@@ -33,8 +33,15 @@ class ArtifactOut(BaseModel):
     content_type: str
     size_bytes: int
     sha256: str
-    url: str | None
-    expires_at: datetime | None = None
+    url: str | None = Field(
+        description="Fetch with your API key; each fetch streams the bytes or redirects to a fresh "
+        "short-lived signed URL, so this URL itself works until `expires_at`. Null once deleted."
+    )
+    expires_at: datetime | None = Field(
+        None, description="When the stored copy is deleted under the retention policy (the client's "
+        "`retention_days`, else the service default); null: kept until deleted by an admin."
+    )
+    deleted_at: datetime | None = Field(None, description="When the stored copy was deleted (expiry or an admin).")
 
 
 class UpstreamOut(BaseModel):

@@ -132,7 +132,7 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
         return _replay(existing, print_)
     repo.add_event(session, job_id, "status", now, status=JobStatus.QUEUED.value, message="accepted")
     enqueue(session, SUBMIT_TASK, job_id)
-    metrics.JOBS_CREATED.labels(model=spec.id).inc()
+    metrics.job_created(spec.id, session)
     return Accepted(job, replayed=False)
 
 

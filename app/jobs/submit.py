@@ -22,6 +22,7 @@ import structlog
 
 from app.core import metrics
 from app.core.db import session_scope, utcnow
+from app.core.retry import with_db_retry
 from app.core.ids import new_id
 from app.core.settings import Settings, get_settings
 from app.jobs import repository as repo
@@ -99,8 +100,8 @@ def submit(job_id: str) -> str:
         job = repo.get(session, job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return "skipped"
-        if job.submit_attempts and job.due_at and job.due_at > now:
-            return "not_due"  # a retry's backoff has not elapsed; the sweeper nudges later
+        # No "not yet due" check here: the sweeper pushes `due_at` forward when it nudges, and
+        # only it nudges a retry, once the backoff has passed.
         claimed = move(
             session, job_id, expected=[JobStatus.QUEUED], to=JobStatus.SUBMITTING, now=now,
             values={
@@ -123,13 +124,14 @@ def submit(job_id: str) -> str:
     try:
         with _resolved_files(adapter.input_files(spec, job.input), job.client_id, settings) as files:
             request = adapter.build_create(spec, job.input, files, parent)
+            _cover_call(job_id, token, request, settings)
             body = sync_client().call(request)
         created = adapter.parse_create(spec, body)
     except InputUnavailable as exc:
         return _fail(job, token, "input_unavailable", str(exc), "validation")
     except UpstreamError as exc:
         metrics.upstream_call(spec.family, "create", exc.error_code, time.perf_counter() - started)
-        return _upstream_error(job, token, exc, settings)
+        return with_db_retry(_upstream_error, _write_window(settings))(job, token, exc, settings)
     except (ValueError, KeyError, TypeError) as exc:
         metrics.upstream_call(spec.family, "create", "bad_response", time.perf_counter() - started)
         return _fail(
@@ -138,7 +140,30 @@ def submit(job_id: str) -> str:
             "upstream",
         )
     metrics.upstream_call(spec.family, "create", "ok", time.perf_counter() - started)
-    return _accepted(job, token, spec, created.upstream_id, created.immediate, body)
+    # The upstream task exists now; only this process knows its id until it is written.
+    accepted = with_db_retry(_accepted, _write_window(settings))
+    return accepted(job, token, spec, created.upstream_id, created.immediate, body)
+
+
+def _cover_call(job_id: str, token: str, request: Any, settings: Settings) -> None:
+    """A create call that declares its own, longer timeout (synchronous image models) gets a
+    lease that outlives it; otherwise the sweeper would judge a slow call a dead worker.
+    (Calls on the default timeout are covered by SUBMIT_LEASE > UPSTREAM_READ_TIMEOUT.)"""
+    if request.timeout is None:
+        return
+    longest = request.timeout + settings.upstream_connect_timeout.total_seconds() + 10
+    if longest <= settings.submit_lease.total_seconds():
+        return
+    with session_scope() as session:
+        repo.guarded_update(
+            session, job_id, [JobStatus.SUBMITTING], {"due_at": utcnow() + timedelta(seconds=longest)},
+            lease_token=token,
+        )
+
+
+def _write_window(settings: Settings) -> float:
+    """Keep retrying a write-back for most of the lease: past it the sweeper judges the job."""
+    return max(1.0, settings.submit_lease.total_seconds() * 0.8)
 
 
 def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: PollResult | None, body: Any) -> str:
@@ -151,7 +176,7 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
                 lease_token=token, message=f"upstream {upstream_id} answered with the result",
                 values={**common, "progress": 100, "upstream_status": immediate.raw_status,
                         "upstream_payload": body if isinstance(body, dict) else {"data": body},
-                        "due_at": now + get_settings().collect_lease, "timeout_at": None},
+                        "due_at": now + get_settings().queue_nudge_after, "timeout_at": None},
             )
             if moved:
                 from app.core.queue import enqueue

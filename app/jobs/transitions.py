@@ -44,7 +44,7 @@ def move(
     job = repo.get(session, job_id)
     assert job is not None
     log.info("job_status", job_id=job_id, model=job.model, status=to.value, message=message)
-    metrics.job_transition(job, to.value, now, previous)
+    metrics.job_transition(job, to.value, now, previous, session=session)
     if to in TERMINAL:
         _announce(session, job, TERMINAL_EVENT[to], now)
         if to is JobStatus.CANCELED:

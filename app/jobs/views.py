@@ -39,6 +39,7 @@ def to_out(job: Job, artifacts: Sequence[Artifact], webhook: WebhookStateOut | N
                 sha256=a.sha256,
                 url=None if a.deleted_at else artifact_url(job.id, a.name),
                 expires_at=a.expires_at,
+                deleted_at=a.deleted_at,
             )
             for a in artifacts
         ],

@@ -47,17 +47,21 @@ class UpstreamRequest:
     files: list[InputFile] = field(default_factory=list)
     params: dict[str, str] | None = None
     headers: dict[str, str] | None = None
+    # Seconds to wait for the answer, when the call is slower than usual (synchronous families).
+    timeout: float | None = None
 
 
 @dataclass
 class ArtifactSource:
-    """Where one result lives: a CometAPI request (authenticated) or a plain URL."""
+    """Where one result lives: a CometAPI request (authenticated), a plain URL, or the
+    bytes themselves (`data`: results the upstream answers inline, e.g. `b64_json` images)."""
 
     name: str
     request: UpstreamRequest | None = None
     url: str | None = None
     optional: bool = False
     content_type: str | None = None
+    data: bytes | None = None
 
 
 @dataclass
@@ -69,6 +73,9 @@ class PollResult:
     error_message: str | None = None
     outputs: list[ArtifactSource] = field(default_factory=list)
     payload: dict[str, Any] | None = None
+    # The upstream's own times, normalised from seconds, milliseconds or ISO 8601.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass
@@ -140,6 +147,10 @@ class Adapter:
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raise NotImplementedError
 
+    def batch_key(self, spec: ModelSpec) -> str:
+        """Models whose batch requests differ (Suno's `action`) are batched apart."""
+        return ""
+
     def build_batch_poll(self, spec: ModelSpec, upstream_ids: list[str]) -> UpstreamRequest:
         raise NotImplementedError
 
@@ -190,7 +201,7 @@ def parse_progress(value: Any) -> int | None:
         number = float(match.group(1))
     else:
         return None
-    return max(0, min(100, int(number)))
+    return max(0, min(100, round(number)))
 
 
 def parse_timestamp(value: Any) -> datetime | None:

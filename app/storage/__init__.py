@@ -1,1 +1,1 @@
-"""Object storage: backends, streaming copies, artifacts and uploads."""
+"""Object storage: backends (local disk, S3), streaming copies, artifacts, retention and uploads."""

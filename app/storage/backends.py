@@ -9,9 +9,10 @@ final key.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from functools import lru_cache
@@ -47,6 +48,20 @@ class Storage(ABC):
     @abstractmethod
     def delete(self, key: str) -> None: ...
 
+    def delete_many(self, keys: Sequence[str]) -> list[str]:
+        """Delete objects (missing ones count as deleted); the keys that could not be."""
+        failed = []
+        for key in keys:
+            try:
+                self.delete(key)
+            except (OSError, StorageError):
+                failed.append(key)
+        return failed
+
+    def abort_abandoned_uploads(self, older_than: timedelta) -> int:
+        """Remove never-completed writes (a worker killed mid-copy) older than `older_than`."""
+        return 0
+
     def presigned_url(self, key: str, expires: timedelta, filename: str, content_type: str) -> str | None:
         """A time-limited URL the caller may fetch directly, where the backend has them."""
         return None
@@ -56,7 +71,7 @@ class Storage(ABC):
         """Raise StorageError when the backend is not usable (readiness)."""
 
 
-def _safe_key(key: str) -> str:
+def safe_key(key: str) -> str:
     parts = [p for p in key.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise StorageError(f"invalid object key {key!r}")
@@ -79,7 +94,7 @@ class LocalStorage(Storage):
         self.partial = root / ".partial"
 
     def _path(self, key: str) -> Path:
-        return self.root / _safe_key(key)
+        return self.root / safe_key(key)
 
     @contextmanager
     def writer(self, key: str, content_type: str) -> Iterator[ObjectWriter]:
@@ -126,6 +141,18 @@ class LocalStorage(Storage):
         while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
+
+    def abort_abandoned_uploads(self, older_than: timedelta) -> int:
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for part in self.partial.glob("*.part") if self.partial.is_dir() else ():
+            try:
+                if part.stat().st_mtime <= cutoff:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
     def check(self) -> None:
         try:

@@ -5,15 +5,16 @@ from datetime import datetime
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from app.core.deps import ClientDep, SessionDep
-from app.core.errors import AppError, NotFound, problem_responses
+from app.core.deps import AdminDep, ClientDep, SessionDep
+from app.core.errors import AppError, NotFound, ServiceUnavailable, problem_responses
 from app.core.settings import get_settings
 from app.jobs import service as jobs
-from app.storage import uploads
-from app.storage.backends import get_storage
+from app.jobs.models import Job
+from app.storage import retention, uploads
+from app.storage.backends import StorageError, get_storage
 from app.storage.models import Artifact
 
 router = APIRouter(tags=["artifacts"])
@@ -22,6 +23,15 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class RangeNotSatisfiable(AppError):
     status, code, title = 416, "range_not_satisfiable", "The requested range is not satisfiable"
+
+
+class ArtifactDeleted(AppError):
+    status, code, title = 410, "artifact_deleted", "The artifact was deleted (retention expiry or an admin)"
+
+
+class DeletedArtifacts(BaseModel):
+    job_id: str
+    deleted: list[str] = Field(description="Names of the artifacts deleted now (empty if none were left)")
 
 
 class UploadOut(BaseModel):
@@ -61,17 +71,17 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         200: {"description": "The bytes", "content": {"application/octet-stream": {}}},
         206: {"description": "A byte range"},
         307: {"description": "Redirect to a short-lived signed URL"},
-        **problem_responses(401, 404, 416, 503),
+        **problem_responses(401, 404, 410, 416, 503),
     },
     response_class=Response,
 )
 def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, client: ClientDep) -> Response:
     job = jobs.get_owned(session, client, job_id)
-    artifact = session.scalar(
-        select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name, Artifact.deleted_at.is_(None))
-    )
+    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
     if artifact is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
+    if artifact.deleted_at is not None:
+        raise ArtifactDeleted(f"artifact {name!r} of job {job_id} was deleted at {artifact.deleted_at.isoformat()}")
     storage = get_storage()
     filename = f"{job.id}-{artifact.storage_key.rsplit('/', 1)[-1]}"
     signed = storage.presigned_url(
@@ -112,3 +122,21 @@ def create_upload(file: UploadFile, session: SessionDep, client: ClientDep) -> U
     upload = uploads.create(session, client, file.filename or "upload", file.content_type, file.file)
     session.commit()
     return UploadOut.model_validate(upload, from_attributes=True)
+
+
+@router.delete(
+    "/v1/admin/jobs/{job_id}/artifacts",
+    response_model=DeletedArtifacts,
+    operation_id="deleteJobArtifacts",
+    summary="Ops: delete a job's stored results now (the job keeps listing them, without URLs)",
+    responses=problem_responses(401, 403, 404, 503),
+)
+def delete_job_artifacts(job_id: str, session: SessionDep, _admin: AdminDep) -> DeletedArtifacts:
+    if session.get(Job, job_id) is None:
+        raise NotFound(f"no job {job_id}")
+    try:
+        deleted = retention.delete_job_artifacts(session, job_id)
+    except StorageError as exc:
+        raise ServiceUnavailable(str(exc), code="storage_unavailable") from exc
+    session.commit()
+    return DeletedArtifacts(job_id=job_id, deleted=deleted)

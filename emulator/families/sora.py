@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -21,6 +22,21 @@ MODELS = {
 }
 STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed"}
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
+
+
+class SharedVideoFamily(Protocol):
+    models: set[str]
+
+    async def create(self, request: Request, form: Any) -> Response: ...
+
+    def retrieve(self, request: Request, task: Task) -> Response: ...
+
+    async def content(self, request: Request, task: Task, variant: str) -> Response: ...
+
+
+# Other families on /v1/videos (Veo) register here by family name. FastAPI answers a
+# path from the first route that matches, so these routes hand over their models and tasks.
+SHARED_FAMILIES: dict[str, SharedVideoFamily] = {}
 
 
 def video_object(task: Task, now: float | None = None) -> dict[str, Any]:
@@ -54,6 +70,9 @@ async def create_video(request: Request) -> Response:
     prompt = str(form.get("prompt") or "")
     if not model:
         return error(400, "model name is required", code="invalid_request")
+    for family in SHARED_FAMILIES.values():
+        if model in family.models:
+            return await family.create(request, form)
     if model not in MODELS:
         return error(400, f"model {model} is not supported on /v1/videos", code="invalid_request")
     if not prompt:
@@ -74,10 +93,9 @@ async def create_video(request: Request) -> Response:
         if form.get(extra) is not None:
             params[extra] = str(form.get(extra))
     task = state.new_task("sora", model, prompt, "video_", **params)
-    if state.config.create_delay > 0:
-        import asyncio
-
-        await asyncio.sleep(state.config.create_delay)
+    delay = state.create_delay(task)
+    if delay > 0:
+        await asyncio.sleep(delay)
     return JSONResponse(video_object(task))
 
 
@@ -101,9 +119,11 @@ async def remix_video(video_id: str, request: Request) -> Response:
 def retrieve_video(video_id: str, request: Request) -> Response:
     state = get_state(request)
     task = state.tasks.get(video_id)
+    if task is not None and task.family in SHARED_FAMILIES:
+        return SHARED_FAMILIES[task.family].retrieve(request, task)
     if task is None or task.family != "sora":
         return error(404, f"video {video_id} not found", code="not_found")
-    task.polls += 1
+    task.polled()
     state.stats.count("polls", task.model)
     return JSONResponse(video_object(task))
 
@@ -112,6 +132,8 @@ def retrieve_video(video_id: str, request: Request) -> Response:
 async def video_content(video_id: str, request: Request, variant: str = "video") -> Response:
     state = get_state(request)
     task = state.tasks.get(video_id)
+    if task is not None and task.family in SHARED_FAMILIES:
+        return await SHARED_FAMILIES[task.family].content(request, task, variant)
     if task is None or task.family != "sora":
         return error(404, f"video {video_id} not found", code="not_found")
     if task.phase()[0] != "succeeded":
@@ -120,4 +142,4 @@ async def video_content(video_id: str, request: Request, variant: str = "video")
         return error(404, f"variant {variant} is not available for this video", code="not_found")
     state.stats.count("downloads", task.model)
     size = task.content_bytes if variant == "video" else max(1024, task.content_bytes // 64)
-    return await stream_content(state, task.id, variant, size, VARIANT_TYPES[variant])
+    return await stream_content(state, task.id, variant, size, VARIANT_TYPES[variant], rate=task.download_rate)

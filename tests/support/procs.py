@@ -21,8 +21,9 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path, user: str | None = None) -> None:
         self.name = name
+        self.user = user
         self.args = args
         self.env = env
         self.log_path = log_dir / f"{name}.log"
@@ -31,7 +32,8 @@ class Service:
     def start(self) -> Service:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            user=self.user, group=self.user,
         )
         log.close()
         return self

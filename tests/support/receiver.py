@@ -25,13 +25,20 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next status in `script` (then `default`)."""
+    """Answers each POST with the next status in `script` (then `default`).
+
+    A script entry may also be `(status, {header: value})`. Requests to paths under
+    `/hold` are recorded, then held open until `release()`. `port` 0 picks a free
+    port; pass an old receiver's port to bring "the same endpoint" back up.
+    """
 
     host: str = "127.0.0.1"
-    script: list[int] = field(default_factory=list)
+    script: list[int | tuple[int, dict[str, str]]] = field(default_factory=list)
     default: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     requests: list[Received] = field(default_factory=list)
+    port: int = 0
+    body: bytes = b"ok"
 
     def start(self) -> Receiver:
         owner = self
@@ -41,20 +48,27 @@ class Receiver:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with owner._lock:
-                    status = owner.script.pop(0) if owner.script else owner.default
+                    reply = owner.script.pop(0) if owner.script else owner.default
+                    status, extra = reply if isinstance(reply, tuple) else (reply, {})
                     owner.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
-                self.send_response(status)
-                for key, value in owner.headers.items():
-                    self.send_header(key, value)
-                self.send_header("content-length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                if self.path.startswith("/hold"):
+                    owner._released.wait(timeout=300)
+                try:
+                    self.send_response(status)
+                    for key, value in {**owner.headers, **extra}.items():
+                        self.send_header(key, value)
+                    self.send_header("content-length", str(len(owner.body)))
+                    self.end_headers()
+                    self.wfile.write(owner.body)
+                except OSError:
+                    pass  # the sender gave up (a timeout): nothing to answer
 
             def log_message(self, *_args: Any) -> None:
                 pass
 
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._released = threading.Event()
+        self.server = ThreadingHTTPServer((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -65,7 +79,15 @@ class Receiver:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/hook"
 
+    @property
+    def hold_url(self) -> str:
+        return f"http://{self.host}:{self.port}/hold"
+
+    def release(self) -> None:
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 

@@ -1,0 +1,69 @@
+"""Several workers share the batched poller without polling a job twice in one round,
+and a job nobody submits times out on its queue deadline."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support.waiting import wait_for
+
+
+def test_two_workers_share_polling_and_never_poll_a_job_twice_in_a_round(make_stack):
+    stack = make_stack("polling", overrides={
+        "COMETJOBS_POLL_TICK": "0.2",
+        "COMETJOBS_POLL_BATCH_SIZE": "15",
+        "COMETJOBS_WORKER_CONCURRENCY": "3",
+    })
+    stack.create_database()
+    stack.start_emulator()
+    stack.start_api()
+    one = stack.start_worker("one")
+    two = stack.start_worker("two")
+    stack.start_beat()
+    client = stack.create_client("polling")
+    jobs = 120
+    for n in range(jobs):
+        response = stack.http.post("/v1/jobs", headers=client["headers"],
+                                   json={"model": "sora-2", "input": {"prompt": f"poll-{n} [job-seconds=8]"}})
+        assert response.status_code == 202
+    wait_for(lambda: stack.status_counts() == {"succeeded": jobs}, timeout=180, interval=0.5,
+             message=lambda: f"all jobs to succeed: {stack.status_counts()}\n{stack.logs()}")
+
+    # tests/models.toml schedules polls at least 0.3 s x 0.85 (jitter) apart, and a poll's
+    # next due time is set only after its answer arrived. Two polls of one task closer than
+    # that can only come from two workers claiming the same job in one round.
+    min_gap = 0.3 * 0.85
+    gaps = []
+    for task in stack.emulator.tasks():
+        times = task["poll_times"]
+        assert len(times) >= 2, task
+        gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= min_gap, sorted(gaps)[:5]
+
+    def polled(worker) -> int:
+        return sum(int(n) for n in re.findall(r"poll_due\[[^\]]+\] succeeded in [^:]+: \{[^}]*'polled': (\d+)", worker.log()))
+
+    assert polled(one) > 0 and polled(two) > 0, (polled(one), polled(two))
+
+
+def test_a_job_never_submitted_times_out_on_its_queue_deadline(make_stack):
+    stack = make_stack("queue")
+    stack.create_database()
+    stack.start_emulator()
+    stack.start_api()
+    # A worker for everything but submissions: the sweeper runs, nobody submits.
+    stack.start_worker("no-submit", "-Q", "maintenance,poll,collect,webhooks")
+    stack.start_beat()
+    client = stack.create_client("queue")
+    response = stack.http.post("/v1/jobs", headers=client["headers"],
+                               json={"model": "sora-2-quick-deadlines", "input": {"prompt": "waiting"}})
+    job_id = response.json()["id"]
+
+    def ended():
+        job = stack.http.get(f"/v1/jobs/{job_id}", headers=client["headers"]).json()
+        return job if job["status"] != "queued" else None
+
+    job = wait_for(ended, timeout=60, message="the queue deadline")
+    assert job["status"] == "timed_out"
+    assert job["error"]["code"] == "queue_timeout"
+    assert stack.emulator.stats()["creates"] == 0
