@@ -52,9 +52,17 @@ def error_delay(spec: ModelSpec, error: UpstreamError, errors: int) -> float:
     return min(60.0, spec.poll_interval * (2 ** min(errors, 6))) * random.uniform(0.85, 1.15)
 
 
-async def _poll_rows(rows: list[Any], settings: Settings) -> list[Outcome]:
+Limits = dict[str, asyncio.Semaphore]
+
+
+def family_limits(settings: Settings) -> Limits:
+    """At most POLL_CONCURRENCY calls in flight per family, however many batches overlap."""
+    return defaultdict(lambda: asyncio.Semaphore(settings.poll_concurrency))
+
+
+async def _poll_rows(rows: list[Any], settings: Settings, limits: Limits | None = None) -> list[Outcome]:
     client = upstream_client()
-    limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.poll_concurrency))
+    limits = family_limits(settings) if limits is None else limits
 
     async def one(row: Any) -> list[Outcome]:
         # gather() runs each call in its own task with a copy of the context: this binding stays local.
@@ -142,7 +150,14 @@ def _in_thread(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> asyncio.
 async def _pipeline(settings: Settings, stats: dict[str, int]) -> None:
     loop = asyncio.get_running_loop()
     budget_end = time.monotonic() + settings.poll_budget.total_seconds()
+    limits = family_limits(settings)
+    polling: list[asyncio.Task[None]] = []
     writes: list[asyncio.Future[Counter[str]]] = []
+
+    async def poll_and_write(known: list[Any], retired: list[Any]) -> None:
+        outcomes = await _poll_rows(known, settings, limits) if known else []
+        writes.append(_in_thread(loop, _write_back, outcomes, retired, settings))
+
     claiming = _in_thread(loop, _claim_batch, settings)
     while True:
         rows = await claiming
@@ -160,11 +175,15 @@ async def _pipeline(settings: Settings, stats: dict[str, int]) -> None:
                 known.append(row)
             except UnknownModel:
                 retired.append(row)
-        outcomes = await _poll_rows(known, settings) if known else []
-        writes.append(_in_thread(loop, _write_back, outcomes, retired, settings))
         stats["polled"] += len(known)
+        # Two batches overlap, so the tail of one does not leave the connections idle;
+        # the family limits keep the calls in flight bounded all the same.
+        polling.append(asyncio.create_task(poll_and_write(known, retired)))
+        if len(polling) >= 2:
+            await polling.pop(0)
         if not more:
             break
+    await asyncio.gather(*polling)
     for counts in await asyncio.gather(*writes):
         stats.update(counts)
 
