@@ -18,11 +18,13 @@ dev: install
 	$(BIN)/cometjobs dev
 
 # pytest's own exit code is the target's exit code (5, "no tests collected", included).
+# -n auto: one xdist worker per CPU, each with its own database, Redis prefix and processes
+# (most tests wait on real processes, so they overlap well). PYTEST_ARGS="-n 0" runs serially.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto -m "not chaos" $(PYTEST_ARGS)
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json

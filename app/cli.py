@@ -18,11 +18,12 @@ def main() -> None:
 @main.command(help="Run the whole stack on one machine (SQLite, local disk, embedded broker, emulator).")
 @click.option("--port", default=8000, show_default=True, help="API port; the emulator uses port+1.")
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--emulator-port", default=None, type=int, help="Emulator port (default: port+1)")
 @click.option("--emulator-job-seconds", default=8.0, show_default=True, help="How long emulated jobs take")
-def dev(port: int, host: str, emulator_job_seconds: float) -> None:
+def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: float) -> None:
     from app.dev import run_dev
 
-    sys.exit(run_dev(host, port, emulator_job_seconds))
+    sys.exit(run_dev(host, port, emulator_job_seconds, emulator_port or port + 1))
 
 
 @main.command(help="Run the HTTP API (uvicorn).")

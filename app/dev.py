@@ -28,7 +28,7 @@ def _banner(lines: list[str]) -> None:
     print("+" + "-" * width + "+", flush=True)
 
 
-def _dev_environment(host: str, port: int) -> tuple[dict[str, str], list[str], bool]:
+def _dev_environment(host: str, port: int, emulator_port: int) -> tuple[dict[str, str], list[str], bool]:
     env = dict(os.environ)
     notes: list[str] = []
     data_dir = Path(env.get("COMETJOBS_DATA_DIR", ".cometjobs")).resolve()
@@ -46,8 +46,8 @@ def _dev_environment(host: str, port: int) -> tuple[dict[str, str], list[str], b
         notes.append(f"storage: local disk at {data_dir / 'artifacts'}")
     emulate = not env.get("COMETJOBS_COMETAPI_KEY")
     if emulate:
-        env["COMETJOBS_COMETAPI_BASE_URL"] = f"http://{host}:{port + 1}"
-        notes.append(f"CometAPI: the emulator at http://{host}:{port + 1} (no COMETJOBS_COMETAPI_KEY set)")
+        env["COMETJOBS_COMETAPI_BASE_URL"] = f"http://{host}:{emulator_port}"
+        notes.append(f"CometAPI: the emulator at http://{host}:{emulator_port} (no COMETJOBS_COMETAPI_KEY set)")
     if not env.get("COMETJOBS_WEBHOOK_ALLOWED_CIDRS"):
         env["COMETJOBS_WEBHOOK_ALLOWED_CIDRS"] = "127.0.0.0/8,::1/128"
         notes.append("webhooks: loopback receivers allowed (COMETJOBS_WEBHOOK_ALLOWED_CIDRS)")
@@ -107,8 +107,9 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0) -> int:
-    env, notes, emulate = _dev_environment(host, port)
+def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_port: int | None = None) -> int:
+    emulator_port = emulator_port or port + 1
+    env, notes, emulate = _dev_environment(host, port, emulator_port)
     print("cometjobs dev: substituting what is not configured:", flush=True)
     for note in notes:
         print(f"  - {note}", flush=True)
@@ -131,8 +132,9 @@ def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if emulate:
-            start("emulator", ["emulator", "--host", host, "--port", str(port + 1), "--job-seconds", str(emulator_job_seconds)])
-            _wait_http(f"http://{host}:{port + 1}/_emulator/health", procs)
+            start("emulator", ["emulator", "--host", host, "--port", str(emulator_port),
+                               "--job-seconds", str(emulator_job_seconds)])
+            _wait_http(f"http://{host}:{emulator_port}/_emulator/health", procs)
         start("api", ["api", "--host", host, "--port", str(port)])
         start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])
         start("beat", ["beat", "--loglevel", "WARNING"])

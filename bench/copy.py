@@ -31,31 +31,11 @@ from typing import Any
 
 import httpx
 
+from bench.common import free_port, wait_http
+
 MIB = 1024 * 1024
 EMULATOR_KEY = "bench-copy-key"
 BUCKET = "bench-copy"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited early")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer within {timeout:g}s")
 
 
 class RssSampler:
@@ -174,7 +154,7 @@ class Bench:
         self.size = args.size_mib * MIB
         self.root = Path(tempfile.mkdtemp(prefix="cometjobs-bench-copy-"))
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.emulator = f"http://127.0.0.1:{_free_port()}"
+        self.emulator = f"http://127.0.0.1:{free_port()}"
         self.env = {
             **os.environ,
             "COMETJOBS_ENV": "test",
@@ -199,7 +179,7 @@ class Bench:
         port = self.emulator.rsplit(":", 1)[1]
         proc = self.spawn(sys.executable, "-m", "app.cli", "emulator", "--port", port, "--api-key", EMULATOR_KEY,
                           "--job-seconds", "0", "--content-bytes", str(self.size))
-        _wait_http(f"{self.emulator}/_emulator/health", proc)
+        wait_http(f"{self.emulator}/_emulator/health", proc)
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=self.env, check=True, capture_output=True)
         for name in self.args.backends.split(","):
             if name == "local":
@@ -212,9 +192,9 @@ class Bench:
     def _start_moto(self) -> dict[str, str]:
         import boto3
 
-        endpoint = f"http://127.0.0.1:{_free_port()}"
+        endpoint = f"http://127.0.0.1:{free_port()}"
         proc = self.spawn(sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1])
-        _wait_http(f"{endpoint}/moto-api/", proc)
+        wait_http(f"{endpoint}/moto-api/", proc)
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
                      aws_secret_access_key="bench").create_bucket(Bucket=BUCKET)
         return {

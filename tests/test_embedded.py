@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import submit, verify_signature, wait_terminal
 from tests.support.procs import free_port
 from tests.support.receiver import Receiver
-from tests.support.waiting import wait_for
+from tests.support.waiting import WaitTimeout, wait_for
 
 HERE = Path(__file__).parent
 
@@ -32,7 +32,8 @@ def dev_stack(tmp_path):
     port = free_port()
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dev", "--port", str(port), "--emulator-job-seconds", "1"],
+        [sys.executable, "-m", "app.cli", "dev", "--port", str(port), "--emulator-port", str(free_port()),
+         "--emulator-job-seconds", "1"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
@@ -65,7 +66,10 @@ def test_dev_runs_a_job_end_to_end_and_stops_cleanly(dev_stack):
         with httpx.Client(base_url=dev_stack["url"], timeout=30) as http:
             client = dev_stack["client"]
             job = submit(http, client, webhook_url=receiver.url)
-            done = wait_terminal(http, client, job["id"], timeout=90)
+            try:
+                done = wait_terminal(http, client, job["id"], timeout=120)
+            except WaitTimeout as exc:
+                raise AssertionError(f"{exc}\n{dev_stack['output']()[-6000:]}") from None
             assert done["status"] == "succeeded", done
             video = next(a for a in done["artifacts"] if a["name"] == "video")
             stored = http.get(video["url"], headers={"Authorization": f"Bearer {client['api_key']}"})

@@ -40,7 +40,6 @@ def upstream_client() -> Any:
 def webhook_client() -> Any:
     if "webhooks" not in _state:
         from app.core.settings import get_settings
-
         from app.webhooks.transport import make_client
 
         settings = get_settings()

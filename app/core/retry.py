@@ -13,7 +13,13 @@ from typing import ParamSpec, TypeVar
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     )
     webhook_allowed_cidrs: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     webhook_lease: Duration = timedelta(seconds=60)
-    webhook_batch_size: int = 200
+    webhook_batch_size: int = 500
     webhook_response_body_cap: int = 2048
     # Sends in flight per worker process, and how long one beat tick may keep claiming.
     webhook_concurrency: int = Field(64, ge=1)

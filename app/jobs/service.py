@@ -28,6 +28,7 @@ from app.providers.base import ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
 from app.storage import uploads
 from app.webhooks import ssrf
+from app.webhooks.service import disabled_urls
 
 SUBMIT_TASK = "cometjobs.submit_job"
 
@@ -91,6 +92,11 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
             ssrf.check_at_submit(body.webhook_url, settings.webhook_allowed_cidrs)
         except ssrf.UnsafeURL as exc:
             raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
+        if body.webhook_url in disabled_urls(client):
+            raise ValidationFailed.field(
+                "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
+                "PATCH /v1/client to re-enable it", "webhook_url_disabled",
+            )
 
     now = utcnow()
     job_id = new_id("job")

@@ -22,8 +22,8 @@ import structlog
 
 from app.core import metrics
 from app.core.db import session_scope, utcnow
-from app.core.retry import with_db_retry
 from app.core.ids import new_id
+from app.core.retry import with_db_retry
 from app.core.settings import Settings, get_settings
 from app.jobs import repository as repo
 from app.jobs.models import Job

@@ -14,7 +14,14 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from app.providers.base import ArtifactSource, CreateResult, ModelSpec, PollResult, UpstreamState, parse_timestamp
+from app.providers.base import (
+    ArtifactSource,
+    CreateResult,
+    ModelSpec,
+    PollResult,
+    UpstreamState,
+    parse_timestamp,
+)
 from app.providers.shared import numbered
 
 

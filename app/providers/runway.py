@@ -32,7 +32,14 @@ from app.providers.base import (
     parse_progress,
     parse_timestamp,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, numbered, result_url, uploads_among
+from app.providers.shared import (
+    Problems,
+    catalogue_status,
+    inline_image,
+    numbered,
+    result_url,
+    uploads_among,
+)
 
 NOT_YET = "task_not_exist"
 

@@ -9,7 +9,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.core.errors import FieldError, ValidationFailed
-from app.providers.base import Adapter, InputFile, ModelSpec, UpstreamState, ValidationContext, first
+from app.providers.base import (
+    Adapter,
+    InputFile,
+    ModelSpec,
+    UpstreamState,
+    ValidationContext,
+    first,
+)
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
 URL_SCHEMES = ("https://", "http://")

@@ -6,18 +6,22 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.jobs.schemas import WebhookStateOut
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 
-PENDING, DELIVERED, DEAD, CANCELED, DISABLED = "pending", "delivered", "dead", "canceled", "disabled"
+PENDING, DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED = (
+    "pending", "delivered", "dead", "canceled", "disabled", "superseded",
+)
+REDELIVERABLE = (DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED)
 
 CLAIM_COLUMNS = (
     WebhookDelivery.id, WebhookDelivery.job_id, WebhookDelivery.client_id, WebhookDelivery.url,
     WebhookDelivery.payload, WebhookDelivery.attempts, WebhookDelivery.event_type,
 )
+_table = WebhookDelivery.__table__
 
 
 def next_seq(session: Session, job_id: str) -> int:
@@ -32,7 +36,11 @@ def insert_delivery(session: Session, values: dict[str, Any]) -> None:
 def claim(
     session: Session, now: datetime, lease_until: datetime, limit: int, delivery_id: str | None = None
 ) -> Sequence[Row[Any]]:
-    """Claim due deliveries, in order per job: one waits while an earlier one is pending."""
+    """Claim due deliveries, in order per job: one waits while an earlier one is pending.
+
+    The claim pushes `next_attempt_at` to `lease_until`, which doubles as the
+    claim's token: only the claimer that set it may record the outcome.
+    """
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         earlier.job_id == WebhookDelivery.job_id,
@@ -59,27 +67,69 @@ def claim(
     return session.execute(stmt).all()
 
 
-def finish(session: Session, delivery_id: str, attempt: int, values: dict[str, Any]) -> bool:
-    """Record an attempt's outcome, unless the delivery moved on meanwhile (cancel, redeliver)."""
-    result = session.execute(
-        update(WebhookDelivery)
+def finish_many(session: Session, rows: list[dict[str, Any]], now: datetime) -> set[str]:
+    """Record outcomes in one executemany; returns the ids whose claim still held.
+
+    Each row carries `id`, `attempt` and `lease` (the claim) and the new `status`,
+    `next`, `code`, `error` and `delivered`; a delivery that moved on meanwhile
+    (canceled, redelivered, lease lost) is left alone.
+    """
+    if not rows:
+        return set()
+    stamp = WebhookDelivery.next_attempt_at.type
+    stmt = (
+        update(_table)
         .where(
-            WebhookDelivery.id == delivery_id,
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.attempts == attempt,
+            _table.c.id == bindparam("b_id"),
+            _table.c.status == PENDING,
+            _table.c.attempts == bindparam("b_attempt"),
+            _table.c.next_attempt_at == bindparam("b_lease", type_=stamp),
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+        .values(
+            status=bindparam("b_status"),
+            next_attempt_at=bindparam("b_next", type_=stamp),
+            last_status_code=bindparam("b_code"),
+            last_error=bindparam("b_error"),
+            delivered_at=bindparam("b_delivered", type_=stamp),
+            updated_at=bindparam("b_now", type_=stamp),
+        )
     )
-    return result.rowcount == 1
+    params = [{f"b_{key}": value for key, value in row.items()} | {"b_now": now} for row in rows]
+    ids = {row["id"] for row in rows}
+    if session.execute(stmt, params).rowcount == len(rows):
+        return ids
+    # Rare: some claim was lost. Ours are exactly the rows stamped with this `now`.
+    return set(session.scalars(
+        select(WebhookDelivery.id).where(WebhookDelivery.id.in_(ids), WebhookDelivery.updated_at == now)
+    ))
+
+
+def release(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
+    """Hand back claimed deliveries never sent: due again, the claim's attempt undone."""
+    if not rows:
+        return 0
+    stamp = WebhookDelivery.next_attempt_at.type
+    stmt = (
+        update(_table)
+        .where(
+            _table.c.id == bindparam("b_id"),
+            _table.c.status == PENDING,
+            _table.c.attempts == bindparam("b_attempt"),
+            _table.c.next_attempt_at == bindparam("b_lease", type_=stamp),
+        )
+        .values(attempts=_table.c.attempts - 1, next_attempt_at=bindparam("b_now", type_=stamp))
+    )
+    params = [{"b_id": r["id"], "b_attempt": r["attempt"], "b_lease": r["lease"], "b_now": now} for r in rows]
+    return session.execute(stmt, params).rowcount
 
 
 def add_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(WebhookAttempt), rows)
+        session.execute(insert(WebhookAttempt.__table__), rows)
 
 
 def next_pending_for_jobs(session: Session, job_ids: Iterable[str]) -> list[str]:
+    """The first pending delivery of each job that has one and is due now or sooner."""
     ids = list(set(job_ids))
     if not ids:
         return []
@@ -98,18 +148,48 @@ def next_pending_for_jobs(session: Session, job_ids: Iterable[str]) -> list[str]
     )
 
 
-def cancel_pending(session: Session, job_id: str, event_types: Iterable[str], now: datetime) -> int:
+def _stop_pending(session: Session, status: str, now: datetime, *conditions: Any) -> int:
     result = session.execute(
         update(WebhookDelivery)
-        .where(
-            WebhookDelivery.job_id == job_id,
-            WebhookDelivery.status == PENDING,
-            WebhookDelivery.event_type.in_(list(event_types)),
-        )
-        .values(status=CANCELED, next_attempt_at=None, updated_at=now)
+        .where(WebhookDelivery.status == PENDING, *conditions)
+        .values(status=status, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+def cancel_pending(session: Session, job_id: str, event_types: Iterable[str], now: datetime) -> int:
+    return _stop_pending(
+        session, CANCELED, now, WebhookDelivery.job_id == job_id, WebhookDelivery.event_type.in_(list(event_types))
+    )
+
+
+def supersede_unsent(session: Session, job_id: str, event_type: str, now: datetime) -> int:
+    """A newer snapshot (job.progress) replaces older ones that were never sent."""
+    return _stop_pending(
+        session, SUPERSEDED, now, WebhookDelivery.job_id == job_id, WebhookDelivery.event_type == event_type,
+        WebhookDelivery.attempts == 0,
+    )
+
+
+def disable_pending_for_url(session: Session, client_id: str, url: str, now: datetime) -> int:
+    """After a 410, nothing more goes to that URL: pending deliveries not in flight stop too."""
+    return _stop_pending(
+        session, DISABLED, now, WebhookDelivery.client_id == client_id, WebhookDelivery.url == url,
+        WebhookDelivery.next_attempt_at <= now,
+    )
+
+
+def last_created(session: Session, job_ids: Iterable[str], event_type: str) -> dict[str, datetime]:
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(WebhookDelivery.job_id, func.max(WebhookDelivery.created_at))
+        .where(WebhookDelivery.job_id.in_(ids), WebhookDelivery.event_type == event_type)
+        .group_by(WebhookDelivery.job_id)
+    ).all()
+    return {job_id: at for job_id, at in rows}
 
 
 def for_job(session: Session, job_id: str) -> Sequence[WebhookDelivery]:
@@ -136,29 +216,39 @@ def get(session: Session, delivery_id: str) -> WebhookDelivery | None:
     return session.get(WebhookDelivery, delivery_id, populate_existing=True)
 
 
+def delivery_state(d: WebhookDelivery) -> str:
+    if d.status == PENDING and d.attempts > 0 and d.last_error is not None:
+        return "retrying"
+    return d.status
+
+
 def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, WebhookStateOut]:
-    """Per job, the state of its latest delivery (usually the terminal event)."""
+    """Per job, the delivery that matters now: the first one still pending (everything
+    after it waits for it), else the latest (usually the terminal event)."""
     ids = list(job_ids)
     if not ids:
         return {}
-    latest = (
-        select(WebhookDelivery.job_id, func.max(WebhookDelivery.seq).label("seq"))
+    pick = (
+        select(
+            WebhookDelivery.job_id,
+            func.coalesce(
+                func.min(case((WebhookDelivery.status == PENDING, WebhookDelivery.seq))),
+                func.max(case((WebhookDelivery.status != SUPERSEDED, WebhookDelivery.seq))),
+            ).label("seq"),
+        )
         .where(WebhookDelivery.job_id.in_(ids))
         .group_by(WebhookDelivery.job_id)
         .subquery()
     )
     rows = session.scalars(
         select(WebhookDelivery).join(
-            latest, (WebhookDelivery.job_id == latest.c.job_id) & (WebhookDelivery.seq == latest.c.seq)
+            pick, and_(WebhookDelivery.job_id == pick.c.job_id, WebhookDelivery.seq == pick.c.seq)
         )
     )
     out = {}
     for d in rows:
-        state = d.status
-        if state == PENDING and d.attempts > 0 and d.last_error is not None:
-            state = "retrying"
         out[d.job_id] = WebhookStateOut(
-            state=state,
+            state=delivery_state(d),  # type: ignore[arg-type]
             event_type=d.event_type,
             attempts=d.attempts,
             next_attempt_at=d.next_attempt_at if d.status == PENDING else None,
@@ -176,17 +266,30 @@ def dead_between(session: Session, start: datetime, end: datetime, client_id: st
     )
     if client_id:
         query = query.where(WebhookDelivery.client_id == client_id)
-    return list(session.scalars(query))
+    return list(session.scalars(query.order_by(WebhookDelivery.created_at)))
 
 
-def reopen(session: Session, delivery_ids: Iterable[str], now: datetime) -> int:
+def reopen(session: Session, delivery_ids: Iterable[str], now: datetime) -> list[str]:
+    """Make finished deliveries due now; a pending one (waiting or in flight) is left alone."""
     ids = list(delivery_ids)
     if not ids:
-        return 0
+        return []
     result = session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status != PENDING)
-        .values(status=PENDING, next_attempt_at=now, last_error=None, updated_at=now)
+        .where(WebhookDelivery.id.in_(ids), WebhookDelivery.status.in_(REDELIVERABLE))
+        .values(status=PENDING, next_attempt_at=now, last_error=None, last_status_code=None,
+                delivered_at=None, updated_at=now)
+        .returning(WebhookDelivery.id)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return list(result.scalars())
+
+
+def targets(session: Session, delivery_ids: Iterable[str]) -> Sequence[Row[Any]]:
+    ids = list(delivery_ids)
+    if not ids:
+        return []
+    return session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.client_id, WebhookDelivery.url, WebhookDelivery.status)
+        .where(WebhookDelivery.id.in_(ids))
+    ).all()

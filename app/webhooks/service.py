@@ -5,28 +5,52 @@ configured schedule, then dead and redeliverable by hand."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import logging
 import random
 import time
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
+from app.core import metrics
 from app.core.db import session_scope, utcnow
 from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
 from app.webhooks import repository as repo
 from app.webhooks import signing, ssrf
+from app.webhooks.transport import WebhookClient
 
 log = structlog.get_logger(__name__)
 DELIVER_TASK = "cometjobs.deliver_webhook"
+PROGRESS_EVENT, RUNNING_EVENT = "job.progress", "job.running"
+# A receiver asking for more than a day is honoured only up to a day.
+RETRY_AFTER_CAP = 86400.0
+STALE = "stale"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A claimed delivery: what to send, and the claim (attempt number and lease)."""
+
+    id: str
+    job_id: str
+    client_id: str
+    url: str
+    payload: str
+    event_type: str
+    attempt: int
+    lease: datetime
 
 
 @dataclass
@@ -36,6 +60,7 @@ class AttemptResult:
     body: str | None
     error: str | None
     retry_after: float | None = None
+    started_at: datetime = field(default_factory=utcnow)
 
     @property
     def ok(self) -> bool:
@@ -63,16 +88,20 @@ def create_event(
     if not url:
         return None
     delivery_id = new_id("msg")
+    event_id = new_id("evt")
     body = json.dumps(
-        {"id": new_id("evt"), "type": event_type, "created_at": now.isoformat(), "data": data},
+        {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data},
         separators=(",", ":"),
     )
     status = repo.DISABLED if url in disabled_urls(client) else repo.PENDING
+    if status == repo.PENDING and event_type != RUNNING_EVENT:
+        # A progress snapshot never sent is stale once a newer one, or the final one, exists.
+        repo.supersede_unsent(session, job_id, PROGRESS_EVENT, now)
     repo.insert_delivery(
         session,
         {
             "id": delivery_id, "job_id": job_id, "client_id": client.id,
-            "seq": repo.next_seq(session, job_id), "event_id": json.loads(body)["id"],
+            "seq": repo.next_seq(session, job_id), "event_id": event_id,
             "event_type": event_type, "url": url, "payload": body, "status": status,
             "attempts": 0, "next_attempt_at": now if status == repo.PENDING else None,
             "created_at": now, "updated_at": now,
@@ -83,206 +112,313 @@ def create_event(
     return delivery_id
 
 
-def _jittered(seconds: float) -> float:
-    return seconds * random.uniform(0.9, 1.1)
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = ((when if when.tzinfo else when.replace(tzinfo=UTC)) - now).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_CAP)
 
 
 def next_attempt_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:
-    """Seconds until the next try after `attempts_made` failures, or None when out of tries."""
+    """Seconds until the next try after `attempts_made` attempts, or None when out of tries."""
     schedule = settings.webhook_retry_schedule
     if attempts_made > len(schedule):
         return None
-    delay = _jittered(schedule[attempts_made - 1])
+    delay = schedule[attempts_made - 1] * random.uniform(0.9, 1.1)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
 
 
-def _pinned_request(url: str, target: ssrf.Target) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """Connect to the checked address while keeping the URL's Host and TLS name."""
-    parsed = httpx.URL(url)
-    address = f"[{target.address}]" if ":" in target.address else target.address
-    pinned = parsed.copy_with(host=address.strip("[]"))
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    return str(pinned), {"host": host_header}, extensions
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    # Whatever is left unread is never read: the connection is closed instead of reused.
+    data = bytearray()
+    while len(data) < cap:
+        chunk = await response.content.read(cap - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
-def _outcome(response: httpx.Response | None, started: float, error: str | None, cap: int) -> AttemptResult:
+def _text(data: bytes) -> str | None:
+    # Postgres text cannot hold NUL.
+    return data.decode("utf-8", "replace").replace("\x00", "") if data else None
+
+
+async def send(http: WebhookClient, settings: Settings, item: Outgoing, secrets: list[str]) -> AttemptResult:
+    """One attempt: signed now, 2xx within the timeout or it failed. Never raises."""
+    started_at = utcnow()
+    started = time.perf_counter()
+    timeout = settings.webhook_timeout.total_seconds()
+
+    def failed(error: str) -> AttemptResult:
+        return AttemptResult(None, int((time.perf_counter() - started) * 1000), None, error[:500], None, started_at)
+
+    try:
+        ssrf.precheck(item.url, settings.webhook_allowed_cidrs)
+        headers = signing.headers(secrets, item.id, started_at, item.payload)
+        headers["accept-encoding"] = "identity"
+        async with asyncio.timeout(timeout):
+            async with http.post(item.url, data=item.payload.encode(), headers=headers) as response:
+                body = await _read_capped(response, settings.webhook_response_body_cap)
+    except ssrf.UnsafeURL as exc:
+        return failed(f"refused: {exc}")
+    except TimeoutError:
+        return failed(f"timed out after {timeout:g} s")
+    except aiohttp.ClientError as exc:
+        return failed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    except Exception as exc:  # a failed attempt whatever broke; the batch carries on
+        log.warning("webhook_send_error", delivery_id=item.id, error=repr(exc))
+        return failed(f"{type(exc).__name__}: {exc}")
     latency = int((time.perf_counter() - started) * 1000)
-    if response is None:
-        return AttemptResult(None, latency, None, error)
-    retry_after = None
-    if response.status_code in (429, 503) and response.headers.get("retry-after", "").isdigit():
-        retry_after = float(response.headers["retry-after"])
-    body = response.text[:cap] if response.content else None
-    if 300 <= response.status_code < 400:
-        error = f"redirect {response.status_code} to {response.headers.get('location', '?')} (not followed)"
-    elif response.status_code >= 400:
-        error = f"HTTP {response.status_code}"
-    return AttemptResult(response.status_code, latency, body, error, retry_after)
+    code = response.status
+    error = None
+    if 300 <= code < 400:
+        error = f"redirect {code} to {response.headers.get('location', '?')} (redirects are not followed)"
+    elif not 200 <= code < 300:
+        error = f"HTTP {code}"
+    retry_after = None if error is None else parse_retry_after(response.headers.get("retry-after"), utcnow())
+    return AttemptResult(code, latency, _text(body), error, retry_after, started_at)
 
 
-def _prepare(settings: Settings, row: Any, secrets: list[str]) -> tuple[str, dict[str, str], dict[str, Any]]:
-    target = ssrf.check_at_send(row.url, settings.webhook_allowed_cidrs)
-    url, extra_headers, extensions = _pinned_request(row.url, target)
-    headers = signing.headers(secrets, row.id, utcnow(), row.payload)
-    headers.update(extra_headers)
-    return url, headers, extensions
+def _next_state(settings: Settings, item: Outgoing, result: AttemptResult, now: datetime) -> tuple[str, datetime | None]:
+    if result.ok:
+        return repo.DELIVERED, None
+    if result.status_code == 410:
+        return repo.DISABLED, None
+    delay = next_attempt_delay(settings, item.attempt, result.retry_after)
+    if delay is None:
+        return repo.DEAD, None
+    return repo.PENDING, now + timedelta(seconds=delay)
 
 
-def send_sync(http: httpx.Client, settings: Settings, row: Any, secrets: list[str]) -> AttemptResult:
-    started = time.perf_counter()
-    try:
-        url, headers, extensions = _prepare(settings, row, secrets)
-        response = http.post(url, content=row.payload.encode(), headers=headers, extensions=extensions)
-        response.read()
-    except ssrf.UnsafeURL as exc:
-        return _outcome(None, started, f"refused: {exc}", 0)
-    except httpx.HTTPError as exc:
-        return _outcome(None, started, f"{type(exc).__name__}: {exc}"[:300], 0)
-    return _outcome(response, started, None, settings.webhook_response_body_cap)
-
-
-async def send_async(http: httpx.AsyncClient, settings: Settings, row: Any, secrets: list[str]) -> AttemptResult:
-    started = time.perf_counter()
-    try:
-        url, headers, extensions = _prepare(settings, row, secrets)
-        response = await http.post(url, content=row.payload.encode(), headers=headers, extensions=extensions)
-    except ssrf.UnsafeURL as exc:
-        return _outcome(None, started, f"refused: {exc}", 0)
-    except httpx.HTTPError as exc:
-        return _outcome(None, started, f"{type(exc).__name__}: {exc}"[:300], 0)
-    return _outcome(response, started, None, settings.webhook_response_body_cap)
-
-
-def record(session: Session, settings: Settings, row: Any, result: AttemptResult, now: datetime) -> str:
-    """Store the attempt and move the delivery on; returns its new status."""
-    repo.add_attempts(
-        session,
-        [{
-            "id": new_id("att"), "delivery_id": row.id, "attempt": row.attempts,
-            "started_at": now - timedelta(milliseconds=result.latency_ms),
+def record(
+    session: Session, settings: Settings, finished: Sequence[tuple[Outgoing, AttemptResult]], now: datetime
+) -> list[str]:
+    """Store the attempts and move each delivery on; returns their new statuses, or
+    "stale" where the delivery moved on meanwhile (canceled, redelivered, lease lost)."""
+    attempts, updates = [], []
+    for item, result in finished:
+        metrics.webhook_attempt(result.status_code, result.error, result.latency_ms)
+        attempts.append({
+            "id": new_id("att"), "delivery_id": item.id, "attempt": item.attempt, "started_at": result.started_at,
             "status_code": result.status_code, "latency_ms": result.latency_ms,
             "response_body": result.body, "error": result.error,
-        }],
-    )
-    base = {"last_status_code": result.status_code, "last_error": result.error, "updated_at": now}
-    if result.ok:
-        status = repo.DELIVERED
-        values = {**base, "status": status, "delivered_at": now, "next_attempt_at": None}
-    elif result.status_code == 410:
-        status = repo.DISABLED
-        values = {**base, "status": status, "next_attempt_at": None}
-        _disable_url(session, row.client_id, row.url, now)
-    else:
-        delay = next_attempt_delay(settings, row.attempts, result.retry_after)
-        if delay is None:
-            status = repo.DEAD
-            values = {**base, "status": status, "next_attempt_at": None}
-        else:
-            status = repo.PENDING
-            values = {**base, "next_attempt_at": now + timedelta(seconds=delay)}
-    if not repo.finish(session, row.id, row.attempts, values):
-        return "superseded"
-    if status != repo.PENDING:
-        for next_id in repo.next_pending_for_jobs(session, [row.job_id]):
-            enqueue(session, DELIVER_TASK, next_id)
-    log.info(
-        "webhook_attempt", delivery_id=row.id, job_id=row.job_id, attempt=row.attempts,
-        status_code=result.status_code, outcome=status, latency_ms=result.latency_ms, error=result.error,
-    )
-    return status
+        })
+        status, next_at = _next_state(settings, item, result, now)
+        updates.append({
+            "id": item.id, "attempt": item.attempt, "lease": item.lease, "status": status, "next": next_at,
+            "code": result.status_code, "error": result.error, "delivered": now if status == repo.DELIVERED else None,
+        })
+    repo.add_attempts(session, attempts)
+    kept = repo.finish_many(session, updates, now)
+    outcomes, settled = [], []
+    debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+    for (item, result), update in zip(finished, updates, strict=True):
+        outcome = update["status"] if item.id in kept else STALE
+        if outcome == repo.DISABLED:
+            _disable_url(session, item.client_id, item.url, now)
+        if outcome in (repo.DELIVERED, repo.DEAD, repo.DISABLED):
+            settled.append(item.job_id)
+        outcomes.append(outcome)
+        # A first-time success is routine (its attempt row and the metrics have it); every
+        # failure and every recovery gets a line. Checking the level first skips the log
+        # pipeline's cost in the common case.
+        routine = outcome == repo.DELIVERED and item.attempt == 1
+        level = logging.DEBUG if routine else logging.WARNING if outcome == repo.DEAD else logging.INFO
+        if level > logging.DEBUG or debug:
+            log.log(
+                level, "webhook_attempt", delivery_id=item.id, job_id=item.job_id, model=_model_of(item.payload),
+                event_type=item.event_type, attempt=item.attempt, status_code=result.status_code,
+                outcome=outcome, latency_ms=result.latency_ms, error=result.error,
+            )
+    # The job's next event was waiting for this one.
+    for next_id in repo.next_pending_for_jobs(session, settled):
+        enqueue(session, DELIVER_TASK, next_id)
+    return outcomes
+
+
+def _model_of(payload: str) -> str | None:
+    try:
+        data = json.loads(payload).get("data") or {}
+    except (ValueError, AttributeError):
+        return None
+    return data.get("model") if isinstance(data, dict) else None
 
 
 def _disable_url(session: Session, client_id: str, url: str, now: datetime) -> None:
-    client = session.get(Client, client_id, with_for_update=True)
+    """410 Gone: nothing more goes to this URL for this client until it is enabled again."""
+    client = session.get(Client, client_id, with_for_update=True, populate_existing=True)
     if client is None:
         return
     settings = dict(client.settings or {})
-    urls = set(settings.get("disabled_webhook_urls", []))
-    urls.add(url)
-    settings["disabled_webhook_urls"] = sorted(urls)
+    settings["disabled_webhook_urls"] = sorted({*settings.get("disabled_webhook_urls", []), url})
     client.settings = settings
     if url == client.webhook_url:
         client.webhook_disabled_at = now
-    log.warning("webhook_endpoint_disabled", client_id=client_id, reason="410 Gone")
+    stopped = repo.disable_pending_for_url(session, client_id, url, now)
+    session.flush()
+    log.warning("webhook_endpoint_disabled", client_id=client_id, url=url, reason="410 Gone",
+                pending_disabled=stopped, default_url=url == client.webhook_url)
 
 
-_sync_http: tuple[int, httpx.Client] | None = None
+def _claim(
+    settings: Settings, limit: int, delivery_id: str | None = None
+) -> tuple[list[Outgoing], dict[str, list[str]]]:
+    now = utcnow()
+    lease = now + settings.webhook_lease
+    with session_scope() as session:
+        rows = repo.claim(session, now, lease, limit, delivery_id)
+        if not rows:
+            return [], {}
+        clients = session.scalars(select(Client).where(Client.id.in_({r.client_id for r in rows})))
+        secrets = {c.id: client_secrets(c, now) for c in clients}
+    items = [
+        Outgoing(r.id, r.job_id, r.client_id, r.url, r.payload, r.event_type, r.attempts, lease) for r in rows
+    ]
+    return items, secrets
 
 
-def sync_http() -> httpx.Client:
-    import os
+def _record(settings: Settings, finished: Sequence[tuple[Outgoing, AttemptResult]]) -> list[str]:
+    with session_scope() as session:
+        return record(session, settings, finished, utcnow())
 
-    global _sync_http
-    if _sync_http is None or _sync_http[0] != os.getpid():
-        settings = get_settings()
-        _sync_http = (
-            os.getpid(),
-            httpx.Client(timeout=settings.webhook_timeout.total_seconds(), follow_redirects=False),
-        )
-    return _sync_http[1]
+
+def _release(items: Sequence[Outgoing]) -> None:
+    with session_scope() as session:
+        repo.release(session, [{"id": i.id, "attempt": i.attempt, "lease": i.lease} for i in items], utcnow())
 
 
 def deliver_one(delivery_id: str) -> str:
     """Send one delivery now if it is due and first in line for its job."""
+    from app.core.aio import run, webhook_client
+
     settings = get_settings()
-    now = utcnow()
-    with session_scope() as session:
-        rows = repo.claim(session, now, now + settings.webhook_lease, 1, delivery_id)
-        if not rows:
-            return "not_due"
-        row = rows[0]
-        client = session.get(Client, row.client_id)
-        secrets = client_secrets(client, now) if client else []
-    result = send_sync(sync_http(), settings, row, secrets)
-    with session_scope() as session:
-        return record(session, settings, row, result, utcnow())
+    items, secrets = _claim(settings, 1, delivery_id)
+    if not items:
+        return "not_due"
+    item = items[0]
+
+    async def go() -> AttemptResult:
+        return await send(webhook_client(), settings, item, secrets.get(item.client_id, []))
+
+    return _record(settings, [(item, run(go()))])[0]
 
 
 def deliver_due() -> dict[str, int]:
-    """Claim due deliveries in batches and send them concurrently over one pooled client."""
+    """Send every due delivery, keeping up to `webhook_concurrency` in flight, for at
+    most `webhook_budget`. Claims and records run in a thread, so sending never pauses."""
     from app.core.aio import run
 
-    settings = get_settings()
-    counts: dict[str, int] = defaultdict(int)
-    deadline = time.monotonic() + settings.poll_budget.total_seconds()
-    while time.monotonic() < deadline:
-        now = utcnow()
-        with session_scope() as session:
-            rows = repo.claim(session, now, now + settings.webhook_lease, settings.webhook_batch_size)
-            if not rows:
-                break
-            clients = {c.id: c for c in session.query(Client).filter(Client.id.in_({r.client_id for r in rows}))}
-            secrets = {cid: client_secrets(c, now) for cid, c in clients.items()}
-        results = run(_send_batch(settings, rows, secrets))
-        with session_scope() as session:
-            finished = utcnow()
-            for row, result in zip(rows, results, strict=True):
-                counts[record(session, settings, row, result, finished)] += 1
-        if len(rows) < settings.webhook_batch_size:
-            break
-    return dict(counts)
+    return run(_pump(get_settings()))
 
 
-async def _send_batch(settings: Settings, rows: Any, secrets: dict[str, list[str]]) -> list[AttemptResult]:
+async def _pump(settings: Settings) -> dict[str, int]:
+    """Claims take up to a batch at a time and keep it in hand while up to
+    `webhook_concurrency` sends run; outcomes are recorded in groups, one
+    transaction each, at least every 0.2 s. Claims and records run in a thread,
+    at most one of each at a time, while the loop goes on sending. A claimed
+    delivery still waiting for a slot after half its lease is handed back rather
+    than sent late (its lease could lapse mid-send and another worker send it too)."""
     from app.core.aio import webhook_client
 
     http = webhook_client()
-    limit = asyncio.Semaphore(settings.poll_concurrency)
+    capacity, batch = settings.webhook_concurrency, settings.webhook_batch_size
+    window = max(capacity, batch) + batch  # the next claim runs while the last one is being sent
+    deadline = time.monotonic() + settings.webhook_budget.total_seconds()
+    counts: dict[str, int] = defaultdict(int)
+    queue: deque[tuple[Outgoing, list[str], float]] = deque()
+    patience = settings.webhook_lease.total_seconds() / 2
+    finished: list[tuple[Outgoing, AttemptResult]] = []
+    sending: set[asyncio.Task[None]] = set()
+    claiming: asyncio.Task[None] | None = None
+    recording: asyncio.Task[None] | None = None
+    wake = asyncio.Event()
+    exhausted = False
+    oldest = 0.0
 
-    async def one(row: Any) -> AttemptResult:
-        async with limit:
-            return await send_async(http, settings, row, secrets.get(row.client_id, []))
+    async def one(item: Outgoing, secrets: list[str]) -> None:
+        nonlocal oldest
+        result = await send(http, settings, item, secrets)
+        if not finished:
+            oldest = time.monotonic()
+        finished.append((item, result))
+        wake.set()
 
-    return list(await asyncio.gather(*(one(r) for r in rows)))
+    async def take(limit: int) -> None:
+        nonlocal exhausted
+        items, secrets = await asyncio.to_thread(_claim, settings, limit)
+        exhausted = exhausted or len(items) < limit
+        claimed = time.monotonic()
+        queue.extend((item, secrets.get(item.client_id, []), claimed) for item in items)
+        wake.set()
+
+    async def store(group: list[tuple[Outgoing, AttemptResult]]) -> None:
+        for outcome in await asyncio.to_thread(_record, settings, group):
+            counts[outcome] += 1
+        wake.set()
+
+    try:
+        while True:
+            wake.clear()
+            if claiming is not None and claiming.done():
+                claiming = claiming.result()  # None, or the claim's error
+            if recording is not None and recording.done():
+                recording = recording.result()
+            now = time.monotonic()
+            limit = min(window - len(queue) - len(sending), batch)
+            if claiming is None and not exhausted and limit >= batch and now < deadline:
+                claiming = asyncio.create_task(take(limit))
+            if recording is None and finished and (len(finished) >= window or not sending or now - oldest > 0.2):
+                group = finished[:]
+                finished.clear()
+                recording = asyncio.create_task(store(group))
+            late = []
+            while queue and now - queue[0][2] > patience:
+                late.append(queue.popleft()[0])
+            if late:  # the slots are taken by slow receivers: leave the rest to other workers
+                await asyncio.to_thread(_release, late)
+                exhausted = True
+            while queue and len(sending) < capacity:
+                item, secrets, _claimed = queue.popleft()
+                task = asyncio.create_task(one(item, secrets))
+                sending.add(task)
+                task.add_done_callback(sending.discard)
+            if not (queue or sending or finished or claiming or recording) and (exhausted or now >= deadline):
+                return dict(counts)
+            try:
+                async with asyncio.timeout(0.05):
+                    await wake.wait()
+            except TimeoutError:
+                pass
+    finally:
+        # Only on an error: claims not recorded lapse with their lease and are retried then.
+        for task in (*sending, claiming, recording):
+            if task is not None:
+                task.cancel()
 
 
-def redeliver(session: Session, delivery_ids: list[str]) -> int:
-    now = utcnow()
-    count = repo.reopen(session, delivery_ids, now)
-    for delivery_id in delivery_ids:
+def redeliver(session: Session, delivery_ids: Sequence[str]) -> list[str]:
+    """Send finished deliveries again (same `webhook-id`, same body, freshly signed).
+    A delivery still pending, or whose URL is disabled by a 410, is skipped."""
+    targets = repo.targets(session, delivery_ids)
+    clients = {
+        c.id: c for c in session.scalars(select(Client).where(Client.id.in_({t.client_id for t in targets})))
+    }
+    allowed = [t.id for t in targets if t.client_id in clients and t.url not in disabled_urls(clients[t.client_id])]
+    reopened = repo.reopen(session, allowed, utcnow())
+    for delivery_id in reopened:
         enqueue(session, DELIVER_TASK, delivery_id)
-    return count
+    return reopened

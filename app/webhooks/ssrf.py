@@ -4,11 +4,13 @@ Link-local (which includes cloud metadata at 169.254.169.254) and other
 never-routable ranges are always refused. Loopback and private ranges are
 refused unless `COMETJOBS_WEBHOOK_ALLOWED_CIDRS` covers them. The check runs
 when a job is submitted and again, after DNS resolution, right before each
-send; the send then connects to the address that was checked.
+send; the send then connects to the address that was checked, so a name that
+resolves differently by then (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -26,6 +28,8 @@ ALWAYS_REFUSED = [
         "fd00:ec2::254/128",
     )
 ]
+# IPv6 forms that carry an IPv4 address a gateway may route to: NAT64 (RFC 6052, 8215).
+NAT64 = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48")]
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"}
 
 
@@ -41,14 +45,23 @@ class Target:
     address: str
 
 
-def _normalise(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+def _embedded(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4, Teredo), else itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped:
         return address.ipv4_mapped
+    if any(address in net for net in NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour:
+        return address.sixtofour
+    if address.teredo:
+        return address.teredo[1]
     return address
 
 
 def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
-    address = _normalise(address)
+    address = _embedded(address)
     for net in ALWAYS_REFUSED:
         if address.version == net.version and address in net:
             raise UnsafeURL(f"{address} is in {net}, which is never allowed (link-local or cloud metadata)")
@@ -61,21 +74,21 @@ def check_address(address: IPAddress, allowed: Sequence[IPNetwork]) -> None:
 
 
 def parse(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeURL("webhook URL is malformed or has an invalid port") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeURL("webhook URLs must be http or https")
     if not parts.hostname:
         raise UnsafeURL("webhook URL has no host")
     if parts.username or parts.password:
         raise UnsafeURL("webhook URLs must not carry credentials")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise UnsafeURL("webhook URL has an invalid port") from None
     host = parts.hostname.rstrip(".").lower()
     if host in METADATA_HOSTS:
         raise UnsafeURL(f"{host} is a cloud metadata host")
-    return parts.scheme, host, port
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
 def _literal(host: str) -> IPAddress | None:
@@ -85,14 +98,29 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+def _addresses(infos: list[tuple]) -> list[IPAddress]:  # type: ignore[type-arg]
     seen: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if address not in seen:
             seen.append(address)
     return seen
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    return _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+def _target(scheme: str, host: str, port: int, addresses: list[IPAddress], allowed: Sequence[IPNetwork]) -> Target:
+    if not addresses:
+        raise UnsafeURL(f"{host} resolves to nothing")
+    # Every address is checked, not just the one used: a resolver may rotate them.
+    for address in addresses:
+        check_address(address, allowed)
+    first = addresses[0]
+    if isinstance(first, ipaddress.IPv6Address) and first.ipv4_mapped:
+        first = first.ipv4_mapped
+    return Target(scheme=scheme, host=host, port=port, address=str(first))
 
 
 def check_at_submit(url: str, allowed: Sequence[IPNetwork]) -> None:
@@ -118,8 +146,26 @@ def check_at_send(url: str, allowed: Sequence[IPNetwork]) -> Target:
         addresses = [literal] if literal is not None else resolve(host, port)
     except OSError as exc:
         raise UnsafeURL(f"cannot resolve {host}: {exc}") from None
-    if not addresses:
-        raise UnsafeURL(f"{host} resolves to nothing")
-    for address in addresses:
-        check_address(address, allowed)
-    return Target(scheme=scheme, host=host, port=port, address=str(_normalise(addresses[0])))
+    return _target(scheme, host, port, addresses, allowed)
+
+
+def precheck(url: str, allowed: Sequence[IPNetwork]) -> None:
+    """Before a send: the URL's form, and its address if it is one (names are checked
+    when resolved, at connect)."""
+    _scheme, host, _port = parse(url)
+    literal = _literal(host)
+    if literal is not None:
+        check_address(literal, allowed)
+
+
+async def check_at_send_async(url: str, allowed: Sequence[IPNetwork]) -> Target:
+    """`check_at_send` without blocking the event loop on DNS."""
+    scheme, host, port = parse(url)
+    literal = _literal(host)
+    if literal is not None:
+        return _target(scheme, host, port, [literal], allowed)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeURL(f"cannot resolve {host}: {exc}") from None
+    return _target(scheme, host, port, _addresses(infos), allowed)

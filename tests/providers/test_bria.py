@@ -10,7 +10,15 @@ import pytest
 from app.core.errors import ValidationFailed
 from app.providers.base import UpstreamState
 from app.providers.bria import ADAPTER
-from tests.providers.video_support import input_file, no_records, png, run_job, spec, task_with, upload
+from tests.providers.video_support import (
+    input_file,
+    no_records,
+    png,
+    run_job,
+    spec,
+    task_with,
+    upload,
+)
 
 # The status page's documented answer, with its field values filled in.
 COMPLETED = {"result": {"seed": 1234567, "image_url": "https://temp.bria.ai/ab12/result.png",

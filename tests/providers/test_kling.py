@@ -10,7 +10,15 @@ import pytest
 
 from app.providers.base import UpstreamState
 from app.providers.kling import ADAPTER
-from tests.providers.video_support import input_file, no_records, png, run_job, spec, task_with, upload
+from tests.providers.video_support import (
+    input_file,
+    no_records,
+    png,
+    run_job,
+    spec,
+    task_with,
+    upload,
+)
 
 # The create answer's documented envelope (text-to-video page), with values filled in.
 CREATE_ANSWER = {"code": 0, "message": "SUCCEED", "request_id": "CjMkWWdvKk", "data": {

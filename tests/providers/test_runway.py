@@ -9,7 +9,15 @@ import pytest
 
 from app.providers.base import UpstreamState
 from app.providers.runway import ADAPTER
-from tests.providers.video_support import input_file, no_records, png, run_job, spec, task_with, upload
+from tests.providers.video_support import (
+    input_file,
+    no_records,
+    png,
+    run_job,
+    spec,
+    task_with,
+    upload,
+)
 
 # Runway's own task, as documented on the official-format query page.
 RAW_SUCCEEDED = {"id": "d2e3a1c4-5b6f-4a7e-9c8d-0e1f2a3b4c5d", "status": "SUCCEEDED",
@@ -141,6 +149,7 @@ class TestValidation:
 
 class TestEndToEnd:
     def test_image_to_video_from_an_upload_through_both_answer_shapes(self, http, make_client, emulator):
+        emulator.configure(job_seconds=3)  # long enough for several polls, however busy the machine
         client = make_client()
         frame = upload(http, client, png())
         job = run_job(http, client, "runway-gen4-turbo", {"prompt": "a lantern sways", "image": frame, "duration": 10})

@@ -9,7 +9,15 @@ import pytest
 
 from app.providers.base import UpstreamState
 from app.providers.veo import ADAPTER
-from tests.providers.video_support import input_file, no_records, png, run_job, spec, task_with, upload
+from tests.providers.video_support import (
+    input_file,
+    no_records,
+    png,
+    run_job,
+    spec,
+    task_with,
+    upload,
+)
 
 # CometAPI's Veo create answer, as documented (veo3-async-generation).
 CREATE_ANSWER = {"created_at": 1773297229, "id": "task_pa9C3tVnGxYw", "model": "veo_3_1-4K", "object": "video",

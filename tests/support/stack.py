@@ -192,7 +192,7 @@ class Stack:
 
     def stop(self, drop: bool = True) -> None:
         for service in reversed(self.services):
-            service.stop(timeout=15)
+            service.stop(timeout=5)
         self.http.close()
         if drop:
             try:
