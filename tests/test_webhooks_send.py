@@ -13,13 +13,13 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.core.http_headers import retry_after_seconds
 from app.core.settings import Settings, get_settings
 from app.webhooks import signing, ssrf
 from app.webhooks.service import (
     AttemptResult,
     Outgoing,
     next_attempt_delay,
-    parse_retry_after,
     send,
 )
 from app.webhooks.transport import make_client
@@ -132,7 +132,7 @@ class TestRetryAfter:
         ("soon", None), ("", None), (None, None), ("nan", None),
     ])
     def test_both_forms_are_understood(self, header, seconds):
-        assert parse_retry_after(header, self.NOW) == seconds
+        assert retry_after_seconds(header, self.NOW) == seconds
 
     def test_it_lengthens_the_scheduled_delay_but_never_shortens_it(self):
         conf = settings(webhook_retry_schedule=[10, 20])

@@ -14,13 +14,12 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import httpx
 
+from app.core.http_headers import retry_after_seconds
 from app.core.settings import Settings, get_settings
 from app.providers.base import UpstreamRequest
 
@@ -72,18 +71,6 @@ class UpstreamError(Exception):
         }
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
-
-
 def classify(status: int, headers: Mapping[str, str], text: str) -> UpstreamError:
     """An error answer (status, headers, body) as an UpstreamError, whichever client got it."""
     code = None
@@ -113,7 +100,7 @@ def classify(status: int, headers: Mapping[str, str], text: str) -> UpstreamErro
         retryable = status in RETRYABLE_STATUS
     return UpstreamError(
         message, status=status, code=str(code) if code else None, request_id=request_id,
-        retryable=retryable, retry_after=_retry_after(headers.get("retry-after")),
+        retryable=retryable, retry_after=retry_after_seconds(headers.get("retry-after")),
     )
 
 

@@ -5,7 +5,6 @@ configured schedule, then dead and redeliverable by hand."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
@@ -13,7 +12,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.clients.models import Client
 from app.core import metrics
 from app.core.db import session_scope, utcnow
+from app.core.http_headers import retry_after_seconds
 from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
@@ -34,8 +34,6 @@ from app.webhooks.transport import WebhookClient
 log = structlog.get_logger(__name__)
 DELIVER_TASK = "cometjobs.deliver_webhook"
 PROGRESS_EVENT, RUNNING_EVENT = "job.progress", "job.running"
-# A receiver asking for more than a day is honoured only up to a day.
-RETRY_AFTER_CAP = 86400.0
 STALE = "stale"
 
 
@@ -112,24 +110,6 @@ def create_event(
     return delivery_id
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """`Retry-After` as delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = ((when if when.tzinfo else when.replace(tzinfo=UTC)) - now).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), RETRY_AFTER_CAP)
-
-
 def next_attempt_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:
     """Seconds until the next try after `attempts_made` attempts, or None when out of tries."""
     schedule = settings.webhook_retry_schedule
@@ -189,7 +169,7 @@ async def send(http: WebhookClient, settings: Settings, item: Outgoing, secrets:
         error = f"redirect {code} to {response.headers.get('location', '?')} (redirects are not followed)"
     elif not 200 <= code < 300:
         error = f"HTTP {code}"
-    retry_after = None if error is None else parse_retry_after(response.headers.get("retry-after"), utcnow())
+    retry_after = None if error is None else retry_after_seconds(response.headers.get("retry-after"), utcnow())
     return AttemptResult(code, latency, _text(body), error, retry_after, started_at)
 
 
