@@ -115,6 +115,18 @@ class ValidationContext:
     get_upload: Callable[[str], Any]
 
 
+# CometAPI's own task wrapper (Midjourney, Suno, Runway's wrapped answers, Kling Omni's
+# first shape) reports these words, in upper or lower case.
+COMETAPI_TASK_STATUSES: Mapping[str, UpstreamState] = {
+    "not_start": UpstreamState.PENDING,
+    "submitted": UpstreamState.PENDING,
+    "queued": UpstreamState.PENDING,
+    "in_progress": UpstreamState.RUNNING,
+    "success": UpstreamState.SUCCEEDED,
+    "failure": UpstreamState.FAILED,
+}
+
+
 class Adapter:
     """Base class: subclasses set `family` and `input_model` and override the hooks."""
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.providers.base import (
+    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -104,12 +105,7 @@ class KlingAdapter(Adapter):
         "processing": UpstreamState.RUNNING,
         "succeed": UpstreamState.SUCCEEDED,
         "failed": UpstreamState.FAILED,
-        # CometAPI's task wrapper (Omni query, first shape)
-        "not_start": UpstreamState.PENDING,
-        "queued": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "success": UpstreamState.SUCCEEDED,
-        "failure": UpstreamState.FAILED,
+        **COMETAPI_TASK_STATUSES,  # the Omni query's first shape
     }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:

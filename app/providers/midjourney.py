@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
+    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -82,11 +83,7 @@ class MidjourneyAdapter(Adapter):
     input_model = MidjourneyInput
     batch_poll_size = 50
     status_map = {
-        "NOT_START": UpstreamState.PENDING,
-        "SUBMITTED": UpstreamState.PENDING,
-        "IN_PROGRESS": UpstreamState.RUNNING,
-        "SUCCESS": UpstreamState.SUCCEEDED,
-        "FAILURE": UpstreamState.FAILED,
+        **COMETAPI_TASK_STATUSES,
         # MODAL stops the task until a form is submitted, which jobs do not do.
         "MODAL": UpstreamState.FAILED,
         "CANCEL": UpstreamState.FAILED,

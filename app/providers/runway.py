@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
+    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -81,13 +82,7 @@ class RunwayAdapter(Adapter):
         "succeeded": UpstreamState.SUCCEEDED,
         "failed": UpstreamState.FAILED,
         "cancelled": UpstreamState.FAILED,
-        # CometAPI's wrapper
-        "not_start": UpstreamState.PENDING,
-        "submitted": UpstreamState.PENDING,
-        "queued": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "success": UpstreamState.SUCCEEDED,
-        "failure": UpstreamState.FAILED,
+        **COMETAPI_TASK_STATUSES,  # the wrapped shape
     }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
