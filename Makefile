@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast openapi migrate bench-poll bench-copy bench-webhooks compose-check clean
+.PHONY: install dev test test-fast lint openapi migrate bench-poll bench-copy bench-webhooks compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -n auto -m "not chaos" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.settings import Settings, get_settings
@@ -113,6 +114,16 @@ def reset_engine() -> None:
     get_sessionmaker.cache_clear()
 
 
+def close_session(session: Session) -> None:
+    """Close `session` without raising: whatever is open is rolled back and the
+    connection goes back to the pool; if the database died under it, the dead
+    connection is discarded instead (the caller's own error, if any, stands)."""
+    try:
+        session.close()
+    except DBAPIError:
+        session.invalidate()
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One unit of work for a task: commit on success, roll back on error."""
@@ -120,8 +131,5 @@ def session_scope() -> Iterator[Session]:
     try:
         yield session
         session.commit()
-    except BaseException:
-        session.rollback()
-        raise
     finally:
-        session.close()
+        close_session(session)

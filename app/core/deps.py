@@ -9,19 +9,20 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.core.db import get_sessionmaker
+from app.core.db import close_session, get_sessionmaker
 from app.core.errors import Forbidden, Unauthorized
 
 
 def get_session() -> Iterator[Session]:
     """The request's session. Endpoints commit explicitly before answering:
-    code after this `yield` runs only once the response has been sent."""
+    code after this `yield` runs only once the response has been sent, so it must
+    never raise. An exception there makes uvicorn drop the keep-alive connection,
+    and the caller's next request on it fails with no answer at all."""
     session = get_sessionmaker()()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        close_session(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
