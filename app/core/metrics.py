@@ -9,7 +9,7 @@ depth) are not here: `app.health.metrics` reads them at scrape time.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -150,11 +150,17 @@ def webhook_outcome(status_code: int | None, error: str | None) -> str:
     return "http_4xx" if status_code < 500 else "http_5xx"
 
 
-def webhook_attempt(status_code: int | None, error: str | None, latency_ms: int) -> None:
-    WEBHOOK_ATTEMPTS.labels(outcome=webhook_outcome(status_code, error)).inc()
-    WEBHOOK_LATENCY.observe(max(0, latency_ms) / 1000)
+def webhook_attempts(attempts: Iterable[tuple[int | None, str | None, int]]) -> None:
+    """A batch of attempts: one counter increment per outcome, not per attempt."""
+    outcomes: dict[str, int] = {}
+    for status_code, error, latency_ms in attempts:
+        outcome = webhook_outcome(status_code, error)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        WEBHOOK_LATENCY.observe(max(0, latency_ms) / 1000)
+    for outcome, n in outcomes.items():
+        WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc(n)
 
 
 __all__ = [
-    "after_commit", "job_created", "job_transition", "upstream_call", "webhook_attempt", "webhook_outcome",
+    "after_commit", "job_created", "job_transition", "upstream_call", "webhook_attempts", "webhook_outcome",
 ]

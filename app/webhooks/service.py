@@ -150,9 +150,9 @@ async def send(http: WebhookClient, settings: Settings, item: Outgoing, secrets:
         ssrf.precheck(item.url, settings.webhook_allowed_cidrs)
         headers = signing.headers(secrets, item.id, started_at, item.payload)
         headers["accept-encoding"] = "identity"
-        async with asyncio.timeout(timeout):
-            async with http.post(item.url, data=item.payload.encode(), headers=headers) as response:
-                body = await _read_capped(response, settings.webhook_response_body_cap)
+        # The session's total timeout (`webhook_timeout`) covers connect, send and the read.
+        async with http.post(item.url, data=item.payload.encode(), headers=headers) as response:
+            body = await _read_capped(response, settings.webhook_response_body_cap)
     except ssrf.UnsafeURL as exc:
         return failed(f"refused: {exc}")
     except TimeoutError:
@@ -189,21 +189,17 @@ def record(
 ) -> list[str]:
     """Store the attempts and move each delivery on; returns their new statuses, or
     "stale" where the delivery moved on meanwhile (canceled, redelivered, lease lost)."""
-    attempts, updates = [], []
+    updates = []
+    metrics.webhook_attempts([(r.status_code, r.error, r.latency_ms) for _item, r in finished])
     for item, result in finished:
-        metrics.webhook_attempt(result.status_code, result.error, result.latency_ms)
-        attempts.append({
-            "id": new_id("att"), "delivery_id": item.id, "attempt": item.attempt, "started_at": result.started_at,
-            "status_code": result.status_code, "latency_ms": result.latency_ms,
-            "response_body": result.body, "error": result.error,
-        })
         status, next_at = _next_state(settings, item, result, now)
         updates.append({
             "id": item.id, "attempt": item.attempt, "lease": item.lease, "status": status, "next": next_at,
             "code": result.status_code, "error": result.error, "delivered": now if status == repo.DELIVERED else None,
+            "attempt_id": new_id("att"), "started_at": result.started_at, "latency_ms": result.latency_ms,
+            "body": result.body,
         })
-    repo.add_attempts(session, attempts)
-    kept = repo.finish_many(session, updates, now)
+    kept = repo.record_outcomes(session, updates, now)
     outcomes, settled = [], []
     debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
     for (item, result), update in zip(finished, updates, strict=True):

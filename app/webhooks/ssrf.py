@@ -15,6 +15,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -151,7 +152,14 @@ def check_at_send(url: str, allowed: Sequence[IPNetwork]) -> Target:
 
 def precheck(url: str, allowed: Sequence[IPNetwork]) -> None:
     """Before a send: the URL's form, and its address if it is one (names are checked
-    when resolved, at connect)."""
+    when resolved, at connect). A pure function of its arguments, so a URL that passed
+    is remembered: a batch sends to few distinct URLs, thousands of times."""
+    _precheck(url, tuple(allowed))
+
+
+@lru_cache(maxsize=4096)
+def _precheck(url: str, allowed: tuple[IPNetwork, ...]) -> None:
+    # Refusals raise, and lru_cache keeps no exceptions: only passes are remembered.
     _scheme, host, _port = parse(url)
     literal = _literal(host)
     if literal is not None:
