@@ -15,21 +15,11 @@ T = TypeVar("T")
 _state: dict[str, Any] = {"pid": None}
 
 
-def _loop_factory() -> Any:
-    """uvloop where it is installed (Linux and macOS, with uvicorn[standard]): its
-    transports are C, and the poller and webhook sender are mostly transport work."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def _runner() -> asyncio.Runner:
     if _state["pid"] != os.getpid():
         _state.clear()
         _state["pid"] = os.getpid()
-        _state["runner"] = asyncio.Runner(loop_factory=_loop_factory())
+        _state["runner"] = asyncio.Runner()
     return _state["runner"]
 
 
