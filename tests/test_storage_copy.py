@@ -30,16 +30,18 @@ class Backend:
     pending: Callable[[], list[str]]  # unfinished writes (invisible, but taking space)
 
 
+def local_backend(root: Path) -> Backend:
+    return Backend(
+        LocalStorage(root),
+        lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".partial" not in p.parts),
+        lambda: sorted(p.name for p in (root / ".partial").glob("*")) if (root / ".partial").exists() else [],
+    )
+
+
 @pytest.fixture(params=["local", "s3"])
 def backend(request, tmp_path: Path) -> Backend:
     if request.param == "local":
-        root = tmp_path / "artifacts"
-        local = LocalStorage(root)
-        return Backend(
-            local,
-            lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".partial" not in p.parts),
-            lambda: sorted(p.name for p in (root / ".partial").glob("*")) if (root / ".partial").exists() else [],
-        )
+        return local_backend(tmp_path / "artifacts")
     server = request.getfixturevalue("s3_server")
     bucket = server.new_bucket()
     settings = Settings(s3_endpoint_url=server.endpoint, s3_access_key_id=ACCESS_KEY, s3_secret_access_key=SECRET_KEY,
@@ -127,3 +129,27 @@ class TestAbandonedLocalWrites:
         os.utime(stale, (0, 0))
         assert storage.abort_abandoned_uploads(timedelta(hours=1)) == 1
         assert not stale.exists() and fresh.exists()
+
+
+class TestLocalWriteBehind:
+    """The local writer flushes to disk behind the writes (every FLUSH_EVERY bytes, on a
+    thread); the bytes, the abort path and the closing fsync stay what they were."""
+
+    @pytest.fixture
+    def local(self, tmp_path: Path, monkeypatch) -> Backend:
+        from app.storage.backends import _FileWriter
+
+        monkeypatch.setattr(_FileWriter, "FLUSH_EVERY", 256 * 1024)  # many flushes within DATA
+        return local_backend(tmp_path / "artifacts")
+
+    def test_flushed_along_the_way_the_copy_is_whole(self, local):
+        stored = copy_stream(local.storage, "k/video.mp4", pieces(), "video/mp4", expected_size=len(DATA),
+                             expected_sha256=SHA)
+        assert b"".join(local.storage.read(stored.key)) == DATA
+        assert local.pending() == []
+
+    def test_cut_while_flushing_leaves_nothing(self, local):
+        with pytest.raises(ConnectionResetError):
+            copy_stream(local.storage, "k/video.mp4", pieces(cut_at=9 * MIB), "video/mp4")
+        assert local.visible() == []
+        assert local.pending() == []

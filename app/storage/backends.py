@@ -9,6 +9,7 @@ final key.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from app.core.settings import get_settings
@@ -79,11 +80,46 @@ def safe_key(key: str) -> str:
 
 
 class _FileWriter:
-    def __init__(self, fh: object) -> None:
+    """Writes to the partial file and flushes it to disk behind the writes: every
+    `FLUSH_EVERY` bytes a thread runs fdatasync (it releases the GIL) while the copy
+    goes on, so the fsync that must precede the rename finds little left to do. On
+    this machine's disk the closing fsync of 1 GiB alone took 1.1 s."""
+
+    FLUSH_EVERY = 32 << 20
+
+    def __init__(self, fh: Any) -> None:
         self._fh = fh
+        self._unflushed = 0
+        self._flusher: threading.Thread | None = None
+        self._error: OSError | None = None
 
     def write(self, chunk: bytes) -> None:
-        self._fh.write(chunk)  # type: ignore[attr-defined]
+        self._fh.write(chunk)
+        self._unflushed += len(chunk)
+        if self._unflushed >= self.FLUSH_EVERY and (self._flusher is None or not self._flusher.is_alive()):
+            self._fh.flush()
+            self._unflushed = 0
+            self._flusher = threading.Thread(target=self._flush, args=(self._fh.fileno(),), daemon=True)
+            self._flusher.start()
+
+    def _flush(self, fd: int) -> None:
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:  # kept for close(): an error fsync reported once may not be reported again
+            self._error = exc
+
+    def settle(self) -> None:
+        """Wait for a flush in progress (the file must not be closed under it)."""
+        if self._flusher is not None:
+            self._flusher.join()
+
+    def close(self) -> None:
+        """Everything on disk (or the error that kept it off); before the rename."""
+        self.settle()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        if self._error is not None:
+            raise self._error
 
 
 class LocalStorage(Storage):
@@ -103,9 +139,12 @@ class LocalStorage(Storage):
         tmp = self.partial / f"{uuid.uuid4().hex}.part"
         try:
             with tmp.open("wb") as fh:
-                yield _FileWriter(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+                out = _FileWriter(fh)
+                try:
+                    yield out
+                finally:
+                    out.settle()
+                out.close()
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
         finally:
