@@ -40,6 +40,44 @@ class TestDeadlines:
         assert "deadline" in done["error"]["message"]
 
 
+class TestLateWatch:
+    """A job that timed out after its upstream task was created is still checked now and
+    then (tests: every 1 s for 30 s); what the upstream did later lands on its timeline."""
+
+    @staticmethod
+    def late_events(http, client, job_id):
+        return [e for e in events(http, client, job_id) if e["type"].startswith("late_")]
+
+    def test_a_late_success_lands_on_the_timeline_and_the_job_stays_timed_out(self, http, make_client, emulator):
+        client = make_client()
+        job = submit(http, client, model=SHORT, input={"prompt": "a render that ends late [job-seconds=18]"})
+        done = wait_terminal(http, client, job["id"], timeout=60)
+        assert (done["status"], done["error"]["code"]) == ("timed_out", "deadline_exceeded")
+
+        late = wait_for(lambda: self.late_events(http, client, job["id"]), timeout=60,
+                        message="a finding of the late watch")
+        assert [e["type"] for e in late] == ["late_success"]
+        assert late[0]["data"]["upstream_status"] == "completed"
+        assert {"name": "video", "upstream_path": f"/v1/videos/{done['upstream']['id']}/content"} in \
+            late[0]["data"]["outputs"]
+        again = get_job(http, client, job["id"])
+        assert (again["status"], again["artifacts"], again["completed_at"]) == ("timed_out", [], done["completed_at"])
+        # The finding changes no state: one terminal status on the timeline.
+        assert [e["status"] for e in terminal_events(http, client, job["id"])] == ["timed_out"]
+
+    def test_the_watch_ends_when_the_upstream_never_finishes(self, http, make_client, emulator):
+        client = make_client()
+        job = submit(http, client, model=QUICK, input={"prompt": "stuck for good [stall] [job-seconds=600]"})
+        done = wait_terminal(http, client, job["id"], timeout=60)
+        assert (done["status"], done["error"]["code"]) == ("timed_out", "stalled")
+
+        late = wait_for(lambda: self.late_events(http, client, job["id"]), timeout=90,
+                        message="the late watch to end")
+        assert [e["type"] for e in late] == ["late_watch_ended"]
+        assert late[0]["data"]["upstream_status"] in ("queued", "in_progress"), late[0]  # it did poll
+        assert get_job(http, client, job["id"])["status"] == "timed_out"
+
+
 class TestCancel:
     def test_cancel_while_collecting_discards_the_copy_and_ends_canceled(self, http, make_client, receiver, emulator):
         client = make_client(webhook_url=receiver.url)

@@ -61,6 +61,7 @@ def celery_config(settings: Settings) -> dict:
         "task_routes": {
             "cometjobs.submit_job": {"queue": "submit"},
             "cometjobs.poll_due": {"queue": "poll"},
+            "cometjobs.late_check": {"queue": "poll"},
             "cometjobs.collect_job": {"queue": "collect"},
             "cometjobs.deliver_webhook": {"queue": "webhooks"},
             "cometjobs.deliver_due": {"queue": "webhooks"},

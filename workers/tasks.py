@@ -45,6 +45,14 @@ def collect_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     return collect(job_id)
 
 
+@app.task(name="cometjobs.late_check", bind=True)
+def late_check(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    from app.jobs.late_watch import late_check as run
+
+    _bind_job(self.request.id, job_id)
+    return run(job_id)
+
+
 @app.task(name="cometjobs.deliver_webhook", bind=True)
 def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
     from app.webhooks.service import deliver_one

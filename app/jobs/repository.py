@@ -70,11 +70,14 @@ def guarded_update(
     values: dict[str, Any],
     *,
     lease_token: str | None = None,
+    due_is_set: bool = False,
 ) -> bool:
     """`UPDATE jobs ... WHERE id = :id AND status IN (:expected)`; True if this call won."""
     conditions = [Job.id == job_id, Job.status.in_([s.value for s in expected])]
     if lease_token is not None:
         conditions.append(Job.lease_token == lease_token)
+    if due_is_set:
+        conditions.append(Job.due_at.is_not(None))
     result = session.execute(
         update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )

@@ -15,6 +15,7 @@ from app.core.db import session_scope, utcnow
 from app.core.queue import enqueue
 from app.core.settings import get_settings
 from app.jobs import repository as repo
+from app.jobs.late_watch import LATE_CHECK_TASK
 from app.jobs.models import Job
 from app.jobs.service import SUBMIT_TASK
 from app.jobs.states import JobStatus
@@ -66,6 +67,17 @@ def sweep() -> dict[str, int]:
                 message=message,
             )
             stats["timed_out"] += int(moved)
+            if moved and job.upstream_id and settings.late_watch.total_seconds() > 0:
+                repo.guarded_update(session, job.id, [JobStatus.TIMED_OUT],
+                                    {"due_at": now + settings.late_watch_interval})
+
+    with session_scope() as session:
+        # Timed-out jobs under the late watch: one upstream check each, at most every interval.
+        for job_id in repo.claim_ids(
+            session, [JobStatus.TIMED_OUT], Job.due_at, now, limit, {"due_at": now + settings.late_watch_interval}
+        ):
+            enqueue(session, LATE_CHECK_TASK, job_id)
+            stats["late_checks"] += 1
     if any(stats.values()):
         log.info("sweep", **stats)
     return dict(stats)
