@@ -1,5 +1,5 @@
-"""The late watch: a job that timed out after its upstream task was created may still
-finish upstream (the caller was charged for it). The sweeper hands such jobs a check
+"""The late watch: a job that timed out while its upstream task was still running may
+still finish upstream (the caller was charged for it). The sweeper hands such jobs a check
 every `LATE_WATCH_INTERVAL` for `LATE_WATCH` after the timeout; each check polls the
 upstream once. A late success or failure is written to the job's timeline, with the
 upstream's result links (short-lived, as upstream links are), so support can recover
@@ -51,6 +51,10 @@ def late_check(job_id: str) -> str:
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # model retired, or an unreadable answer
         log.info("late_check_failed", error=repr(exc)[:300])
         return "unreadable"
+    except NotImplementedError:  # a synchronous family: nothing to poll, so nothing to watch
+        with session_scope() as session:
+            repo.guarded_update(session, job_id, [JobStatus.TIMED_OUT], {"due_at": None}, due_is_set=True)
+        return "not_pollable"
 
     now = utcnow()
     found: tuple[str, str, dict[str, Any]] | None = None

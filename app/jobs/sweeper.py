@@ -61,13 +61,15 @@ def sweep() -> dict[str, int]:
     with session_scope() as session:
         for job in repo.due_timeouts(session, now, limit):
             code, message = _which_deadline(job, now)
+            was = JobStatus(job.status)
             moved = move(
-                session, job.id, expected=[JobStatus(job.status)], to=JobStatus.TIMED_OUT, now=now,
+                session, job.id, expected=[was], to=JobStatus.TIMED_OUT, now=now,
                 values={"error_code": code, "error_message": message, "error_source": "timeout"},
                 message=message,
             )
             stats["timed_out"] += int(moved)
-            if moved and job.upstream_id and settings.late_watch.total_seconds() > 0:
+            # Watched: a task the upstream was still working on (collecting means it had finished).
+            if moved and was is JobStatus.RUNNING and job.upstream_id and settings.late_watch.total_seconds():
                 repo.guarded_update(session, job.id, [JobStatus.TIMED_OUT],
                                     {"due_at": now + settings.late_watch_interval})
 
