@@ -41,41 +41,38 @@ class TestDeadlines:
 
 
 class TestLateWatch:
-    """A job that timed out after its upstream task was created is still checked now and
+    """A job that timed out while its upstream task was still running is checked now and
     then (tests: every 1 s for 30 s); what the upstream did later lands on its timeline."""
 
     @staticmethod
-    def late_events(http, client, job_id):
-        return [e for e in events(http, client, job_id) if e["type"].startswith("late_")]
+    def time_out_then_watch(http, client, model, prompt, code):
+        job = submit(http, client, model=model, input={"prompt": prompt})
+        done = wait_terminal(http, client, job["id"], timeout=60)
+        assert (done["status"], done["error"]["code"]) == ("timed_out", code)
+        late = wait_for(lambda: [e for e in events(http, client, job["id"]) if e["type"].startswith("late_")],
+                        timeout=90, message="a finding of the late watch")
+        return done, late
 
     def test_a_late_success_lands_on_the_timeline_and_the_job_stays_timed_out(self, http, make_client, emulator):
         client = make_client()
-        job = submit(http, client, model=SHORT, input={"prompt": "a render that ends late [job-seconds=18]"})
-        done = wait_terminal(http, client, job["id"], timeout=60)
-        assert (done["status"], done["error"]["code"]) == ("timed_out", "deadline_exceeded")
-
-        late = wait_for(lambda: self.late_events(http, client, job["id"]), timeout=60,
-                        message="a finding of the late watch")
+        done, late = self.time_out_then_watch(http, client, SHORT, "a render that ends late [job-seconds=18]",
+                                              "deadline_exceeded")
         assert [e["type"] for e in late] == ["late_success"]
         assert late[0]["data"]["upstream_status"] == "completed"
         assert {"name": "video", "upstream_path": f"/v1/videos/{done['upstream']['id']}/content"} in \
             late[0]["data"]["outputs"]
-        again = get_job(http, client, job["id"])
+        again = get_job(http, client, done["id"])
         assert (again["status"], again["artifacts"], again["completed_at"]) == ("timed_out", [], done["completed_at"])
         # The finding changes no state: one terminal status on the timeline.
-        assert [e["status"] for e in terminal_events(http, client, job["id"])] == ["timed_out"]
+        assert [e["status"] for e in terminal_events(http, client, done["id"])] == ["timed_out"]
 
     def test_the_watch_ends_when_the_upstream_never_finishes(self, http, make_client, emulator):
         client = make_client()
-        job = submit(http, client, model=QUICK, input={"prompt": "stuck for good [stall] [job-seconds=600]"})
-        done = wait_terminal(http, client, job["id"], timeout=60)
-        assert (done["status"], done["error"]["code"]) == ("timed_out", "stalled")
-
-        late = wait_for(lambda: self.late_events(http, client, job["id"]), timeout=90,
-                        message="the late watch to end")
+        done, late = self.time_out_then_watch(http, client, QUICK, "stuck for good [stall] [job-seconds=600]",
+                                              "stalled")
         assert [e["type"] for e in late] == ["late_watch_ended"]
         assert late[0]["data"]["upstream_status"] in ("queued", "in_progress"), late[0]  # it did poll
-        assert get_job(http, client, job["id"])["status"] == "timed_out"
+        assert get_job(http, client, done["id"])["status"] == "timed_out"
 
 
 class TestCancel:

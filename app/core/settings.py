@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     # Sweeper and deadlines (defaults; the model catalogue may override per model)
     sweep_interval: Duration = timedelta(seconds=5)
     sweep_batch_size: int = 500
-    # A job that timed out after its upstream task was created is still checked now and
+    # A job that timed out while its upstream task was still running is checked now and
     # then: a late success or failure lands on its timeline (the job stays timed_out).
     # LATE_WATCH=0 turns the watch off.
     late_watch: Duration = timedelta(hours=6)

@@ -8,11 +8,13 @@ terminal webhook was already sent."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
 
 from app.core.db import session_scope, utcnow
+from app.core.settings import get_settings
 from app.jobs import repository as repo
 from app.jobs.states import JobStatus
 from app.providers.base import ArtifactSource, UpstreamState
@@ -33,8 +35,6 @@ def _where(source: ArtifactSource) -> dict[str, str]:
 
 def late_check(job_id: str) -> str:
     """Poll a watched timed-out job's upstream task once; returns what was found."""
-    from app.core.settings import get_settings
-
     settings = get_settings()
     with session_scope() as session:
         job = repo.get(session, job_id)
@@ -52,8 +52,7 @@ def late_check(job_id: str) -> str:
         log.info("late_check_failed", error=repr(exc)[:300])
         return "unreadable"
     except NotImplementedError:  # a synchronous family: nothing to poll, so nothing to watch
-        with session_scope() as session:
-            repo.guarded_update(session, job_id, [JobStatus.TIMED_OUT], {"due_at": None}, due_is_set=True)
+        _end_watch(job_id)
         return "not_pollable"
 
     now = utcnow()
@@ -71,10 +70,20 @@ def late_check(job_id: str) -> str:
                  {"upstream_status": result.raw_status, "progress": result.progress})
     if found is None:
         return "still_running"
-    kind, message, data = found
+    if _end_watch(job_id, found, now):
+        log.warning(found[0], upstream_status=result.raw_status)
+    return found[0]
+
+
+def _end_watch(
+    job_id: str, finding: tuple[str, str, dict[str, Any]] | None = None, now: datetime | None = None
+) -> bool:
+    """Stop watching, writing the finding to the timeline. Guarded: when two checks of
+    one job race, only the first ends the watch and writes."""
     with session_scope() as session:
-        # Guarded: a concurrent check of the same job writes its finding once.
-        if repo.guarded_update(session, job_id, [JobStatus.TIMED_OUT], {"due_at": None}, due_is_set=True):
-            repo.add_event(session, job_id, kind, now, message=message, data=data)
-            log.warning(kind, upstream_status=result.raw_status)
-    return kind
+        if not repo.guarded_update(session, job_id, [JobStatus.TIMED_OUT], {"due_at": None}, due_is_set=True):
+            return False
+        if finding is not None:
+            kind, message, data = finding
+            repo.add_event(session, job_id, kind, now or utcnow(), message=message, data=data)
+    return True
