@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core import metrics
+from app.core import metrics, queue
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.settings import get_settings
@@ -105,9 +105,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app() -> FastAPI:
+def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
+    """The gateway. Messages go out through `publisher` (default: a producer-only Celery
+    app on the configured broker), installed here for the whole process."""
     settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
+    queue.install(publisher or queue.producer(settings))
     from app.health.endpoints import router as health_router
     from app.health.metrics import router as metrics_router
     from app.jobs.endpoints import router as jobs_router

@@ -7,7 +7,8 @@ import hashlib
 
 import pytest
 
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.ids import new_id
 from app.storage.backends import get_storage
 from app.storage.models import Artifact

@@ -11,7 +11,7 @@ from app.core.db import session_scope
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "cometjobs", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_clients_create_prints_one_json_object_with_a_working_key(clean):

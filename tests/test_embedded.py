@@ -32,7 +32,7 @@ def dev_stack(tmp_path):
     port = free_port()
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dev", "--port", str(port), "--emulator-port", str(free_port()),
+        [sys.executable, "-m", "cometjobs", "dev", "--port", str(port), "--emulator-port", str(free_port()),
          "--emulator-job-seconds", "1"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

@@ -13,7 +13,8 @@ from datetime import timedelta
 import pytest
 
 from app.clients.models import Client
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.ids import new_id
 from app.jobs.models import Job
 from app.storage.backends import get_storage

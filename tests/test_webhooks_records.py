@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from app.clients.models import Client
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.ids import new_id
 from app.core.settings import get_settings
 from app.jobs.models import Job

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery, signals
 
+from app.core import queue
 from app.core.settings import get_settings
 from workers.config import celery_config
 from workers.patches import tolerate_restore_after_disconnect
@@ -13,6 +14,8 @@ tolerate_restore_after_disconnect()
 app = Celery("cometjobs")
 app.conf.update(celery_config(get_settings()))
 app.conf.include = ["workers.tasks"]
+# Tasks that nudge other work publish through this app's own connection pool.
+queue.install(queue.CeleryPublisher(app))
 
 
 @signals.setup_logging.connect
@@ -25,12 +28,9 @@ def _setup_logging(**_kwargs: object) -> None:
 
 @signals.worker_init.connect
 def _warm_up(**_kwargs: object) -> None:
-    """Import the pipeline and load the model catalogue before the pool forks, so no
-    child pays a second of imports on its first task (a queued job's first nudge)."""
-    import app.jobs.collector  # noqa: F401
-    import app.jobs.poller  # noqa: F401
-    import app.jobs.sweeper  # noqa: F401
-    import app.webhooks.service  # noqa: F401
+    """Load the model catalogue and its adapters before the pool forks, so no child pays
+    for it on its first task (a queued job's first nudge). The tasks module, and with it
+    the whole pipeline, is imported by then (`include`)."""
     from app.providers.registry import all_adapters
 
     all_adapters()

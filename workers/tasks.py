@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-import structlog
+from typing import Any
 
+import structlog
+from sqlalchemy import select
+
+from app.core.db import session_scope
+from app.core.tasks import TaskName
+from app.jobs import collector, late_watch, poller, submit, sweeper
+from app.jobs.models import Job
+from app.storage import retention
+from app.webhooks import service as webhooks
 from workers.celery_app import app
 
 
@@ -16,11 +25,6 @@ def _bind_job(task_id: str | None, job_id: str) -> None:
     """Every log line of a job's task names the job and its model, even on an early return."""
     _bind(task_id, job_id=job_id)
     try:
-        from sqlalchemy import select
-
-        from app.core.db import session_scope
-        from app.jobs.models import Job
-
         with session_scope() as session:
             model = session.scalar(select(Job.model).where(Job.id == job_id))
     except Exception:  # the task itself will meet (and report) a database that is down
@@ -29,65 +33,49 @@ def _bind_job(task_id: str | None, job_id: str) -> None:
         structlog.contextvars.bind_contextvars(model=model)
 
 
-@app.task(name="cometjobs.submit_job", bind=True)
-def submit_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    from app.jobs.submit import submit
-
+@app.task(name=TaskName.SUBMIT_JOB.value, bind=True)
+def submit_job(self: Any, job_id: str) -> str:
     _bind_job(self.request.id, job_id)
-    return submit(job_id)
+    return submit.submit(job_id)
 
 
-@app.task(name="cometjobs.collect_job", bind=True)
-def collect_job(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    from app.jobs.collector import collect
-
+@app.task(name=TaskName.COLLECT_JOB.value, bind=True)
+def collect_job(self: Any, job_id: str) -> str:
     _bind_job(self.request.id, job_id)
-    return collect(job_id)
+    return collector.collect(job_id)
 
 
-@app.task(name="cometjobs.late_check", bind=True)
-def late_check(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    from app.jobs.late_watch import late_check as run
-
+@app.task(name=TaskName.LATE_CHECK.value, bind=True)
+def late_check(self: Any, job_id: str) -> str:
     _bind_job(self.request.id, job_id)
-    return run(job_id)
+    return late_watch.late_check(job_id)
 
 
-@app.task(name="cometjobs.deliver_webhook", bind=True)
-def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
-    from app.webhooks.service import deliver_one
-
+@app.task(name=TaskName.DELIVER_WEBHOOK.value, bind=True)
+def deliver_webhook(self: Any, delivery_id: str) -> str:
     _bind(self.request.id, delivery_id=delivery_id)
-    return deliver_one(delivery_id)
+    return webhooks.deliver_one(delivery_id)
 
 
-@app.task(name="cometjobs.poll_due", bind=True)
-def poll_due(self) -> dict:  # type: ignore[no-untyped-def]
-    from app.jobs.poller import poll_due as run
-
+@app.task(name=TaskName.POLL_DUE.value, bind=True)
+def poll_due(self: Any) -> dict[str, int]:
     _bind(self.request.id)
-    return run()
+    return poller.poll_due()
 
 
-@app.task(name="cometjobs.deliver_due", bind=True)
-def deliver_due(self) -> dict:  # type: ignore[no-untyped-def]
-    from app.webhooks.service import deliver_due as run
-
+@app.task(name=TaskName.DELIVER_DUE.value, bind=True)
+def deliver_due(self: Any) -> dict[str, int]:
     _bind(self.request.id)
-    return run()
+    return webhooks.deliver_due()
 
 
-@app.task(name="cometjobs.sweep", bind=True)
-def sweep(self) -> dict:  # type: ignore[no-untyped-def]
-    from app.jobs.sweeper import sweep as run
-
+@app.task(name=TaskName.SWEEP.value, bind=True)
+def sweep(self: Any) -> dict[str, int]:
     _bind(self.request.id)
-    return run()
+    return sweeper.sweep()
 
 
-@app.task(name="cometjobs.maintenance.expire_artifacts", bind=True)
-def expire_artifacts(self) -> dict:  # type: ignore[no-untyped-def]
-    from app.storage.retention import expire_due
-
+@app.task(name=TaskName.EXPIRE_ARTIFACTS.value, bind=True)
+def expire_artifacts(self: Any) -> dict[str, int]:
     _bind(self.request.id)
-    return expire_due()
+    return retention.expire_due()

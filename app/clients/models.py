@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, utcnow
+from app.core.clock import utcnow
+from app.core.db import Base, JSONType
 
 
 class Client(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.core.db import utcnow
+from app.core.clock import utcnow
 from app.core.ids import new_id
 from app.webhooks.signing import new_secret
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -23,10 +23,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -133,3 +129,24 @@ def session_scope() -> Iterator[Session]:
         session.commit()
     finally:
         close_session(session)
+
+
+_ON_COMMIT = "cometjobs_on_commit"
+
+
+def on_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Run `callback` once `session` commits; drop it if the session rolls back.
+    The one after-commit buffer: queue messages and metrics both wait here, so a
+    rolled-back change is never announced or counted."""
+    session.info.setdefault(_ON_COMMIT, []).append(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_on_commit(session: Session) -> None:
+    for callback in session.info.pop(_ON_COMMIT, None) or ():
+        callback()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_on_rollback(session: Session) -> None:
+    session.info.pop(_ON_COMMIT, None)

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import event
 from sqlalchemy.orm import Session
+
+from app.core.db import on_commit
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Multiprocess mode writes a file per process from the first value on: the directory must exist.
@@ -78,26 +79,12 @@ TASK_SECONDS = Histogram(
     "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS
 )
 
-_PENDING = "cometjobs_pending_metrics"
-
-
 def after_commit(session: Session | None, record: Callable[[], None]) -> None:
     """Record once the transaction commits, so a rolled-back move is never counted."""
     if session is None:
         record()
     else:
-        session.info.setdefault(_PENDING, []).append(record)
-
-
-@event.listens_for(Session, "after_commit")
-def _flush(session: Session) -> None:
-    for record in session.info.pop(_PENDING, None) or ():
-        record()
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+        on_commit(session, record)
 
 
 def _seconds(later: datetime, earlier: datetime | None) -> float | None:

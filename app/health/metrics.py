@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 
 from app.core.db import get_sessionmaker
 from app.core.settings import get_settings
+from app.core.tasks import QueueName
 from app.jobs.states import ACTIVE
 
 router = APIRouter(tags=["health"])
@@ -80,8 +81,6 @@ class QueueCollector(Collector):
     """Messages waiting in each Celery queue (Redis broker: one LLEN per queue)."""
 
     def collect(self) -> Iterator[Metric]:
-        from workers.config import QUEUES
-
         settings = get_settings()
         if not settings.broker_url.startswith(("redis://", "rediss://")):
             return
@@ -91,8 +90,8 @@ class QueueCollector(Collector):
             client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
             try:
                 with client.pipeline(transaction=False) as pipe:
-                    for queue in QUEUES:
-                        pipe.llen(f"{settings.broker_key_prefix}{queue}")
+                    for queue in QueueName:
+                        pipe.llen(f"{settings.broker_key_prefix}{queue.value}")
                     lengths = pipe.execute()
             finally:
                 client.close()
@@ -100,8 +99,8 @@ class QueueCollector(Collector):
             yield _up("broker", False)
             return
         depth = GaugeMetricFamily("cometjobs_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        for queue, length in zip(QUEUES, lengths, strict=True):
-            depth.add_metric([queue], length)
+        for queue, length in zip(QueueName, lengths, strict=True):
+            depth.add_metric([queue.value], length)
         yield depth
         yield _up("broker", True)
 

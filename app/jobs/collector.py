@@ -19,7 +19,8 @@ from sqlalchemy import or_, update
 
 from app.clients.models import Client
 from app.core import metrics
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.ids import new_id
 from app.core.retry import with_db_retry
 from app.core.settings import get_settings

@@ -13,7 +13,8 @@ from typing import Any
 
 import structlog
 
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.jobs import repository as repo
 from app.jobs.states import JobStatus
@@ -22,7 +23,6 @@ from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import adapter_for, get_model
 
 log = structlog.get_logger(__name__)
-LATE_CHECK_TASK = "cometjobs.late_check"
 
 
 def _where(source: ArtifactSource) -> dict[str, str]:

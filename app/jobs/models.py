@@ -6,7 +6,8 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, utcnow
+from app.core.clock import utcnow
+from app.core.db import Base, JSONType
 
 
 class Job(Base):

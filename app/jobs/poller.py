@@ -17,12 +17,13 @@ import structlog
 
 from app.core import metrics
 from app.core.aio import run, upstream_client
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
+from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.states import JobStatus
-from app.jobs.submit import COLLECT_TASK
 from app.jobs.transitions import announce_progress, move, subscribed_events
 from app.providers.base import ModelSpec, PollResult, UpstreamState
 from app.providers.http import UpstreamError
@@ -232,7 +233,7 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings)
                             "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
                             "poll_count": row.poll_count + 1},
                 ):
-                    enqueue(session, COLLECT_TASK, row.id)
+                    enqueue(session, TaskName.COLLECT_JOB, row.id)
             elif result.state is UpstreamState.FAILED:
                 stats["failed"] += 1
                 move(

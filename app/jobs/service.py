@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from app.clients.models import Client
 from app.core import metrics
-from app.core.db import utcnow
+from app.core.clock import utcnow
 from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed, validation_errors
 from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import get_settings
+from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
@@ -29,8 +30,6 @@ from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
 from app.storage import uploads
 from app.webhooks import ssrf
 from app.webhooks.service import disabled_urls
-
-SUBMIT_TASK = "cometjobs.submit_job"
 
 
 @dataclass
@@ -137,7 +136,7 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
             raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
         return _replay(existing, print_)
     repo.add_event(session, job_id, "status", now, status=JobStatus.QUEUED.value, message="accepted")
-    enqueue(session, SUBMIT_TASK, job_id)
+    enqueue(session, TaskName.SUBMIT_JOB, job_id)
     metrics.job_created(spec.id, session)
     return Accepted(job, replayed=False)
 

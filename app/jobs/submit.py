@@ -21,10 +21,13 @@ import httpx
 import structlog
 
 from app.core import metrics
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.ids import new_id
+from app.core.queue import enqueue
 from app.core.retry import with_db_retry
 from app.core.settings import Settings, get_settings
+from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.states import JobStatus
@@ -37,7 +40,6 @@ from app.storage.backends import get_storage
 from app.webhooks import ssrf
 
 log = structlog.get_logger(__name__)
-COLLECT_TASK = "cometjobs.collect_job"
 
 
 class InputUnavailable(Exception):
@@ -179,9 +181,7 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
                         "due_at": now + get_settings().queue_nudge_after, "timeout_at": None},
             )
             if moved:
-                from app.core.queue import enqueue
-
-                enqueue(session, COLLECT_TASK, job.id)
+                enqueue(session, TaskName.COLLECT_JOB, job.id)
         elif immediate is not None and immediate.state is UpstreamState.FAILED:
             moved = move(
                 session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,

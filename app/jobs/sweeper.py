@@ -11,15 +11,14 @@ from collections import defaultdict
 
 import structlog
 
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.queue import enqueue
 from app.core.settings import get_settings
+from app.core.tasks import TaskName
 from app.jobs import repository as repo
-from app.jobs.late_watch import LATE_CHECK_TASK
 from app.jobs.models import Job
-from app.jobs.service import SUBMIT_TASK
 from app.jobs.states import JobStatus
-from app.jobs.submit import COLLECT_TASK
 from app.jobs.transitions import move
 
 log = structlog.get_logger(__name__)
@@ -35,7 +34,7 @@ def sweep() -> dict[str, int]:
         for job_id in repo.claim_ids(
             session, [JobStatus.QUEUED], Job.due_at, now, limit, {"due_at": now + settings.queue_nudge_after}
         ):
-            enqueue(session, SUBMIT_TASK, job_id)
+            enqueue(session, TaskName.SUBMIT_JOB, job_id)
             stats["submit_nudged"] += 1
 
     with session_scope() as session:
@@ -55,7 +54,7 @@ def sweep() -> dict[str, int]:
             session, [JobStatus.COLLECTING], Job.due_at, now, limit,
             {"due_at": now + settings.collect_lease, "lease_token": None},
         ):
-            enqueue(session, COLLECT_TASK, job_id)
+            enqueue(session, TaskName.COLLECT_JOB, job_id)
             stats["collect_nudged"] += 1
 
     with session_scope() as session:
@@ -78,7 +77,7 @@ def sweep() -> dict[str, int]:
         for job_id in repo.claim_ids(
             session, [JobStatus.TIMED_OUT], Job.due_at, now, limit, {"due_at": now + settings.late_watch_interval}
         ):
-            enqueue(session, LATE_CHECK_TASK, job_id)
+            enqueue(session, TaskName.LATE_CHECK, job_id)
             stats["late_checks"] += 1
     if any(stats.values()):
         log.info("sweep", **stats)

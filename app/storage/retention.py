@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.jobs import repository as jobs_repo
 from app.storage.backends import StorageError, get_storage

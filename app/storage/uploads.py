@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.core.db import utcnow
+from app.core.clock import utcnow
 from app.core.errors import PayloadTooLarge, ValidationFailed
 from app.core.ids import new_id
 from app.core.settings import get_settings

@@ -22,17 +22,18 @@ from sqlalchemy.orm import Session
 
 from app.clients.models import Client
 from app.core import metrics
-from app.core.db import session_scope, utcnow
+from app.core.clock import utcnow
+from app.core.db import session_scope
 from app.core.http_headers import retry_after_seconds
 from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
+from app.core.tasks import TaskName
 from app.webhooks import repository as repo
 from app.webhooks import signing, ssrf
 from app.webhooks.transport import WebhookClient
 
 log = structlog.get_logger(__name__)
-DELIVER_TASK = "cometjobs.deliver_webhook"
 PROGRESS_EVENT, RUNNING_EVENT = "job.progress", "job.running"
 STALE = "stale"
 
@@ -106,7 +107,7 @@ def create_event(
         },
     )
     if status == repo.PENDING:
-        enqueue(session, DELIVER_TASK, delivery_id)
+        enqueue(session, TaskName.DELIVER_WEBHOOK, delivery_id)
     return delivery_id
 
 
@@ -222,7 +223,7 @@ def record(
             )
     # The job's next event was waiting for this one.
     for next_id in repo.next_pending_for_jobs(session, settled):
-        enqueue(session, DELIVER_TASK, next_id)
+        enqueue(session, TaskName.DELIVER_WEBHOOK, next_id)
     return outcomes
 
 
@@ -396,5 +397,5 @@ def redeliver(session: Session, delivery_ids: Sequence[str]) -> list[str]:
     allowed = [t.id for t in targets if t.client_id in clients and t.url not in disabled_urls(clients[t.client_id])]
     reopened = repo.reopen(session, allowed, utcnow())
     for delivery_id in reopened:
-        enqueue(session, DELIVER_TASK, delivery_id)
+        enqueue(session, TaskName.DELIVER_WEBHOOK, delivery_id)
     return reopened

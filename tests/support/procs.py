@@ -94,4 +94,4 @@ class Service:
 
 
 def cometjobs(*args: str) -> list[str]:
-    return [sys.executable, "-m", "app.cli", *args]
+    return [sys.executable, "-m", "cometjobs", *args]

@@ -21,7 +21,7 @@ def main() -> None:
 @click.option("--emulator-port", default=None, type=int, help="Emulator port (default: port+1)")
 @click.option("--emulator-job-seconds", default=8.0, show_default=True, help="How long emulated jobs take")
 def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: float) -> None:
-    from app.dev import run_dev
+    from cometjobs.dev import run_dev
 
     sys.exit(run_dev(host, port, emulator_job_seconds, emulator_port or port + 1))
 
@@ -193,9 +193,11 @@ def webhooks() -> None:
 def webhooks_redeliver(start: datetime, end: datetime, client_id: str | None) -> None:
     from datetime import UTC
 
+    from app.core import queue
     from app.core.db import session_scope
     from app.webhooks import repository, service
 
+    queue.install(queue.producer())
     start = start if start.tzinfo else start.replace(tzinfo=UTC)
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
     with session_scope() as session:
@@ -265,6 +267,3 @@ def openapi(out: Path) -> None:
     out.write_text(export())
     click.echo(f"wrote {out}")
 
-
-if __name__ == "__main__":
-    main()

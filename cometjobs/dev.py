@@ -114,14 +114,14 @@ def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_po
     for note in notes:
         print(f"  - {note}", flush=True)
     python = sys.executable
-    subprocess.run([python, "-m", "app.cli", "migrate"], env=env, check=True)
+    subprocess.run([python, "-m", "cometjobs", "migrate"], env=env, check=True)
     client = _dev_client(env)
 
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(name: str, args: list[str]) -> None:
         # Own process group: Ctrl-C reaches the supervisor, which stops children in order.
-        procs[name] = subprocess.Popen([python, "-m", "app.cli", *args], env=env, start_new_session=True)
+        procs[name] = subprocess.Popen([python, "-m", "cometjobs", *args], env=env, start_new_session=True)
 
     stopping = {"flag": False}
 

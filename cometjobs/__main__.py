@@ -1,0 +1,3 @@
+from cometjobs.cli import main
+
+main()
