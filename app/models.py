@@ -2,8 +2,8 @@
 
 from app.clients.models import Client
 from app.core.db import Base
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import Job, TimelineEvent
 from app.storage.models import Artifact, Upload
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 
-__all__ = ["Artifact", "Base", "Client", "Job", "JobEvent", "Upload", "WebhookAttempt", "WebhookDelivery"]
+__all__ = ["Artifact", "Base", "Client", "Job", "TimelineEvent", "Upload", "WebhookAttempt", "WebhookDelivery"]

@@ -24,7 +24,6 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 STATE_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-TERMINAL_STATUSES = ("succeeded", "failed", "canceled", "timed_out")
 
 HTTP_REQUESTS = Counter(
     "cometjobs_http_requests_total", "API requests by route template, method and status code",
@@ -97,17 +96,17 @@ def _seconds(later: datetime, earlier: datetime | None) -> float | None:
 
 def job_transition(
     job: Any, new_status: str, now: datetime, previous: tuple[str, datetime] | None = None,
-    *, session: Session | None = None,
+    *, terminal: bool, session: Session | None = None,
 ) -> None:
     model = job.model
     spent = _seconds(now, previous[1]) if previous is not None else None
     old_status = previous[0] if previous is not None else None
-    total = _seconds(now, getattr(job, "created_at", None)) if new_status in TERMINAL_STATUSES else None
+    total = _seconds(now, getattr(job, "created_at", None)) if terminal else None
 
     def record() -> None:
         if old_status is not None and spent is not None:
             STATE_SECONDS.labels(model=model, state=old_status).observe(spent)
-        if new_status in TERMINAL_STATUSES:
+        if terminal:
             JOBS_FINISHED.labels(model=model, status=new_status).inc()
             if total is not None:
                 JOB_SECONDS.labels(model=model, status=new_status).observe(total)

@@ -9,25 +9,24 @@ sweeper re-drives it and the next attempt overwrites the same keys.
 from __future__ import annotations
 
 import mimetypes
-import random
 import time
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, update
 
 from app.clients.models import Client
 from app.core import metrics
+from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.ids import new_id
 from app.core.retry import with_db_retry
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 from app.jobs import repository as repo
 from app.jobs.models import Job
-from app.jobs.states import JobStatus
-from app.jobs.transitions import move
+from app.jobs.states import ErrorSource, JobStatus, Timeline
+from app.jobs.transitions import fail, move
 from app.providers.base import ArtifactSource
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import adapter_for, get_model
@@ -44,23 +43,9 @@ class LeaseLost(Exception):
 
 
 def _claim(job_id: str, token: str) -> Job | None:
-    settings = get_settings()
     now = utcnow()
     with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(
-                Job.id == job_id,
-                Job.status == JobStatus.COLLECTING.value,
-                or_(Job.lease_token.is_(None), Job.due_at <= now),
-            )
-            .values(
-                lease_token=token, due_at=now + settings.collect_lease,
-                collect_attempts=Job.collect_attempts + 1, updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        if not repo.claim_collect(session, job_id, token, now, now + get_settings().collect_lease):
             return None
         return repo.get(session, job_id)
 
@@ -68,13 +53,7 @@ def _claim(job_id: str, token: str) -> Job | None:
 def _heartbeat(job_id: str, token: str) -> None:
     now = utcnow()
     with session_scope() as session:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.COLLECTING.value, Job.lease_token == token)
-            .values(due_at=now + get_settings().collect_lease)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:
+        if not repo.extend_lease(session, job_id, JobStatus.COLLECTING, token, now + get_settings().collect_lease):
             raise LeaseLost(job_id)
 
 
@@ -152,11 +131,13 @@ def collect(job_id: str) -> str:
 
 
 DOWNLOAD_TRIES = 4
+DOWNLOAD_RETRY = Backoff(base=0.6, factor=2)
 
 
-def _copy_with_retries(job: Job, source: ArtifactSource, token: str, settings: Any) -> StoredObject | None:
+def _copy_with_retries(job: Job, source: ArtifactSource, token: str, settings: Settings) -> StoredObject | None:
     """Retry one download a few times in place (429s, 5xx, cut connections) before
-    giving up the whole attempt: a flaky upstream should not cost every artifact again."""
+    giving up the whole attempt: a flaky upstream should not cost every artifact again.
+    A wait never exceeds a quarter of the lease, so the lease outlives it."""
     for attempt in range(1, DOWNLOAD_TRIES + 1):
         try:
             return _copy_one(job, source, token)
@@ -164,8 +145,8 @@ def _copy_with_retries(job: Job, source: ArtifactSource, token: str, settings: A
             retryable = isinstance(exc, CopyError) or exc.retryable
             if not retryable or attempt == DOWNLOAD_TRIES:
                 raise
-            wait = getattr(exc, "retry_after", None) or 0.3 * 2**attempt
-            time.sleep(min(wait, settings.collect_lease.total_seconds() / 4) * random.uniform(0.8, 1.2))
+            retry_after = exc.retry_after if isinstance(exc, UpstreamError) else None
+            time.sleep(min(DOWNLOAD_RETRY.delay(attempt, retry_after), settings.collect_lease.total_seconds() / 4))
     return None
 
 
@@ -219,30 +200,28 @@ def _discard(stored: list[tuple[ArtifactSource, StoredObject]]) -> None:
             log.warning("discard_failed", key=obj.key, error=repr(exc))
 
 
-def _retry_or_fail(job: Job, token: str, exc: Exception, settings: Any) -> str:
+def retry_policy(settings: Settings) -> Backoff:
+    return Backoff(base=settings.collect_retry_base.total_seconds(), cap=settings.collect_lease.total_seconds())
+
+
+def _retry_or_fail(job: Job, token: str, exc: Exception, settings: Settings) -> str:
     now = utcnow()
-    permanent = isinstance(exc, UpstreamError) and not exc.retryable
-    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    source = "upstream" if isinstance(exc, UpstreamError) else "storage"
+    upstream = exc if isinstance(exc, UpstreamError) else None
+    message = (upstream.message if upstream else str(exc)) or type(exc).__name__
     with session_scope() as session:
         repo.add_event(
-            session, job.id, "collect_error", now, message=message[:500],
+            session, job.id, Timeline.COLLECT_ERROR, now, message=message[:500],
             data={"attempt": job.collect_attempts, "error": type(exc).__name__,
-                  **(exc.as_event() if isinstance(exc, UpstreamError) else {})},
+                  **(upstream.as_event() if upstream else {})},
         )
-        if permanent or job.collect_attempts >= settings.collect_max_attempts:
-            code = "upstream_result_unavailable" if source == "upstream" else "storage_copy_failed"
-            move(
-                session, job.id, expected=[JobStatus.COLLECTING], to=JobStatus.FAILED, now=now, lease_token=token,
-                values={"error_code": code, "error_source": source,
-                        "error_message": f"could not copy the result after {job.collect_attempts} attempt(s): {message}"[:1000]},
+        if (upstream and not upstream.retryable) or job.collect_attempts >= settings.collect_max_attempts:
+            fail(
+                session, job.id, expected=[JobStatus.COLLECTING], now=now, lease_token=token,
+                code="upstream_result_unavailable" if upstream else "storage_copy_failed",
+                source=ErrorSource.UPSTREAM if upstream else ErrorSource.STORAGE,
+                message=f"could not copy the result after {job.collect_attempts} attempt(s): {message}",
             )
             return "failed"
-        delay = settings.collect_retry_base.total_seconds() * (2 ** (job.collect_attempts - 1)) * random.uniform(0.8, 1.2)
-        session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.COLLECTING.value, Job.lease_token == token)
-            .values(lease_token=None, due_at=now + timedelta(seconds=delay), updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        delay = retry_policy(settings).delay(job.collect_attempts)
+        repo.release_lease(session, job.id, JobStatus.COLLECTING, token, now, now + timedelta(seconds=delay))
     return "retry"

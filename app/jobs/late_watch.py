@@ -17,7 +17,7 @@ from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.jobs import repository as repo
-from app.jobs.states import JobStatus
+from app.jobs.states import JobStatus, Timeline
 from app.providers.base import ArtifactSource, UpstreamState
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import adapter_for, get_model
@@ -58,15 +58,15 @@ def late_check(job_id: str) -> str:
     now = utcnow()
     found: tuple[str, str, dict[str, Any]] | None = None
     if result.state is UpstreamState.SUCCEEDED:
-        found = ("late_success", "the upstream finished the task after the job timed out", {
+        found = (Timeline.LATE_SUCCESS, "the upstream finished the task after the job timed out", {
             "upstream_status": result.raw_status,
             "outputs": [_where(o) for o in result.outputs if o.url or o.request],
         })
     elif result.state is UpstreamState.FAILED:
-        found = ("late_failure", f"the upstream failed the task after the job timed out: {result.error_message}",
+        found = (Timeline.LATE_FAILURE, f"the upstream failed the task after the job timed out: {result.error_message}",
                  {"upstream_status": result.raw_status, "error_code": result.error_code})
     elif timed_out_at is None or now >= timed_out_at + settings.late_watch:
-        found = ("late_watch_ended", "the upstream had not finished the task when the late watch ended",
+        found = (Timeline.LATE_WATCH_ENDED, "the upstream had not finished the task when the late watch ended",
                  {"upstream_status": result.raw_status, "progress": result.progress})
     if found is None:
         return "still_running"

@@ -75,7 +75,7 @@ class Job(Base):
     completed_at: Mapped[datetime | None]
 
 
-class JobEvent(Base):
+class TimelineEvent(Base):
     """The job's timeline: state changes and upstream errors worth keeping."""
 
     __tablename__ = "job_events"

@@ -6,28 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.orm import Session
 
 from app.core import metrics
 from app.core.aio import run, upstream_client
+from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
 from app.jobs import repository as repo
-from app.jobs.states import JobStatus
-from app.jobs.transitions import announce_progress, move, subscribed_events
+from app.jobs.states import ErrorSource, JobEvent, JobStatus, Timeline
+from app.jobs.transitions import announce_progress, fail, move, subscribed_events
 from app.providers.base import ModelSpec, PollResult, UpstreamState
 from app.providers.http import UpstreamError
 from app.providers.registry import UnknownModel, adapter_for, get_model
+from app.webhooks.repository import last_created
 
 log = structlog.get_logger(__name__)
 # Consecutive answers that can never succeed (404, 400, ...) before giving up.
@@ -41,16 +43,13 @@ class Outcome:
     error: UpstreamError | None = None
 
 
-def next_delay(spec: ModelSpec, polls_done: int) -> float:
-    """Back off from the model's base interval toward its ceiling, with jitter."""
-    delay = min(spec.poll_interval_max, spec.poll_interval * (1.5 ** max(0, polls_done - 1)))
-    return delay * random.uniform(0.85, 1.15)
+def poll_policy(spec: ModelSpec) -> Backoff:
+    """Back off from the model's base interval toward its ceiling."""
+    return Backoff(base=spec.poll_interval, factor=1.5, cap=spec.poll_interval_max)
 
 
-def error_delay(spec: ModelSpec, error: UpstreamError, errors: int) -> float:
-    if error.retry_after is not None:
-        return max(1.0, error.retry_after) * random.uniform(1.0, 1.2)
-    return min(60.0, spec.poll_interval * (2 ** min(errors, 6))) * random.uniform(0.85, 1.15)
+def error_policy(spec: ModelSpec) -> Backoff:
+    return Backoff(base=spec.poll_interval * 2, factor=2, cap=60.0)
 
 
 Limits = dict[str, asyncio.Semaphore]
@@ -189,71 +188,80 @@ async def _pipeline(settings: Settings, stats: dict[str, int]) -> None:
         stats.update(counts)
 
 
+@dataclass
+class _WriteBack:
+    """What one batch of poll outcomes changes, gathered before it is written."""
+
+    now: datetime
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    progressed: list[str] = field(default_factory=list)
+    stats: Counter[str] = field(default_factory=Counter)
+
+
 def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings) -> Counter[str]:
-    stats: Counter[str] = Counter()
-    now = utcnow()
-    updates: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    batch = _WriteBack(utcnow())
     with session_scope() as session:
         for row in retired:
-            move(
-                session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
-                values={"error_code": "model_unavailable", "error_source": "validation",
-                        "error_message": f"model {row.model} is no longer configured"},
-            )
-        progressed: list[str] = []
+            fail(session, row.id, expected=[JobStatus.RUNNING], now=batch.now, code="model_unavailable",
+                 message=f"model {row.model} is no longer configured", source=ErrorSource.VALIDATION)
         for outcome in outcomes:
-            row = outcome.row
-            spec = get_model(row.model)
+            spec = get_model(outcome.row.model)
             if outcome.error is not None:
-                stats["errors"] += 1
-                err = outcome.error
-                events.append({
-                    "job_id": row.id, "type": "upstream_error", "status": None, "message": err.message[:500],
-                    "data": {"stage": "poll", **err.as_event()}, "created_at": now,
-                })
-                errors = row.poll_errors + 1
-                if not err.retryable and errors >= MAX_HARD_POLL_ERRORS:
-                    move(
-                        session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
-                        values={"error_code": "upstream_poll_failed", "error_source": "upstream",
-                                "error_message": f"polling {row.upstream_id} kept failing: {err.message}"[:1000]},
-                    )
-                    continue
-                updates.append(_running_update(row, now, row.progress, row.upstream_status, errors,
-                                               now + timedelta(seconds=error_delay(spec, err, errors)), spec, False))
-                continue
-            result = outcome.result
-            assert result is not None
-            if result.state is UpstreamState.SUCCEEDED:
-                stats["succeeded"] += 1
-                if move(
-                    session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
-                    values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
-                            "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
-                            "poll_count": row.poll_count + 1},
-                ):
-                    enqueue(session, TaskName.COLLECT_JOB, row.id)
-            elif result.state is UpstreamState.FAILED:
-                stats["failed"] += 1
-                move(
-                    session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.FAILED, now=now,
-                    values={"upstream_status": result.raw_status, "upstream_payload": result.payload,
-                            "error_code": result.error_code or "generation_failed",
-                            "error_message": result.error_message or f"upstream reported {result.raw_status}",
-                            "error_source": "upstream", "poll_count": row.poll_count + 1},
-                )
-            else:
-                progress = row.progress if result.progress is None else max(row.progress, result.progress)
-                changed = progress != row.progress
-                if changed:
-                    progressed.append(row.id)
-                due = now + timedelta(seconds=next_delay(spec, row.poll_count + 1))
-                updates.append(_running_update(row, now, progress, result.raw_status, 0, due, spec, changed))
-        repo.apply_poll_updates(session, updates)
-        repo.add_events(session, events)
-        _progress_events(session, progressed, now)
-    return stats
+                _poll_failed(session, batch, outcome.row, spec, outcome.error)
+            elif outcome.result is not None:
+                _poll_answered(session, batch, outcome.row, spec, outcome.result, settings)
+        repo.apply_poll_updates(session, batch.updates)
+        repo.add_events(session, batch.events)
+        _progress_events(session, batch.progressed, batch.now)
+    return batch.stats
+
+
+def _poll_failed(session: Session, batch: _WriteBack, row: Any, spec: ModelSpec, err: UpstreamError) -> None:
+    batch.stats["errors"] += 1
+    now = batch.now
+    batch.events.append({
+        "job_id": row.id, "type": Timeline.UPSTREAM_ERROR.value, "status": None, "message": err.message[:500],
+        "data": {"stage": "poll", **err.as_event()}, "created_at": now,
+    })
+    errors = row.poll_errors + 1
+    if not err.retryable and errors >= MAX_HARD_POLL_ERRORS:
+        fail(session, row.id, expected=[JobStatus.RUNNING], now=now, code="upstream_poll_failed",
+             message=f"polling {row.upstream_id} kept failing: {err.message}", source=ErrorSource.UPSTREAM)
+        return
+    retry_after = None if err.retry_after is None else max(1.0, err.retry_after)
+    due = now + timedelta(seconds=error_policy(spec).delay(errors, retry_after))
+    batch.updates.append(_running_update(row, now, row.progress, row.upstream_status, errors, due, spec, False))
+
+
+def _poll_answered(
+    session: Session, batch: _WriteBack, row: Any, spec: ModelSpec, result: PollResult, settings: Settings
+) -> None:
+    now = batch.now
+    if result.state is UpstreamState.SUCCEEDED:
+        batch.stats["succeeded"] += 1
+        if move(
+            session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
+            values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
+                    "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
+                    "poll_count": row.poll_count + 1},
+        ):
+            enqueue(session, TaskName.COLLECT_JOB, row.id)
+    elif result.state is UpstreamState.FAILED:
+        batch.stats["failed"] += 1
+        fail(
+            session, row.id, expected=[JobStatus.RUNNING], now=now, code=result.error_code or "generation_failed",
+            message=result.error_message or f"upstream reported {result.raw_status}", source=ErrorSource.UPSTREAM,
+            values={"upstream_status": result.raw_status, "upstream_payload": result.payload,
+                    "poll_count": row.poll_count + 1},
+        )
+    else:
+        progress = row.progress if result.progress is None else max(row.progress, result.progress)
+        changed = progress != row.progress
+        if changed:
+            batch.progressed.append(row.id)
+        due = now + timedelta(seconds=poll_policy(spec).delay(row.poll_count + 1))
+        batch.updates.append(_running_update(row, now, progress, result.raw_status, 0, due, spec, changed))
 
 
 def _running_update(
@@ -270,17 +278,15 @@ def _running_update(
     }
 
 
-def _progress_events(session: Any, job_ids: list[str], now: datetime) -> None:
+def _progress_events(session: Session, job_ids: list[str], now: datetime) -> None:
     """`job.progress` for subscribers of still-running jobs (a cancel may have won the row),
     at most one per job per COMETJOBS_WEBHOOK_PROGRESS_INTERVAL."""
-    from app.webhooks.repository import last_created
-
     jobs = [
         job for job in (repo.get(session, job_id) for job_id in job_ids)
         if job is not None and job.status == JobStatus.RUNNING.value
-        and "job.progress" in subscribed_events(session, job)
+        and JobEvent.PROGRESS in subscribed_events(session, job)
     ]
-    last = last_created(session, [job.id for job in jobs], "job.progress")
+    last = last_created(session, [job.id for job in jobs], JobEvent.PROGRESS)
     interval = get_settings().webhook_progress_interval
     for job in jobs:
         if job.id not in last or now - last[job.id] >= interval:

@@ -6,10 +6,10 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.jobs.models import Job, JobEvent
+from app.jobs.models import Job, TimelineEvent
 from app.jobs.states import ACTIVE, JobStatus
 from app.storage.models import Artifact
 
@@ -95,7 +95,7 @@ def add_event(
     data: dict[str, Any] | None = None,
 ) -> None:
     session.execute(
-        insert(JobEvent).values(
+        insert(TimelineEvent).values(
             job_id=job_id, type=type_, status=status, message=message, data=data or {}, created_at=now
         )
     )
@@ -103,20 +103,20 @@ def add_event(
 
 def add_events(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(JobEvent), rows)
+        session.execute(insert(TimelineEvent), rows)
 
 
 def last_event_at(session: Session, job_id: str, type_: str) -> datetime | None:
     return session.scalar(
-        select(func.max(JobEvent.created_at)).where(JobEvent.job_id == job_id, JobEvent.type == type_)
+        select(func.max(TimelineEvent.created_at)).where(TimelineEvent.job_id == job_id, TimelineEvent.type == type_)
     )
 
 
-def events_for(session: Session, job_id: str, after_id: int | None, limit: int) -> Sequence[JobEvent]:
-    query = select(JobEvent).where(JobEvent.job_id == job_id)
+def events_for(session: Session, job_id: str, after_id: int | None, limit: int) -> Sequence[TimelineEvent]:
+    query = select(TimelineEvent).where(TimelineEvent.job_id == job_id)
     if after_id is not None:
-        query = query.where(JobEvent.id > after_id)
-    return session.scalars(query.order_by(JobEvent.id).limit(limit)).all()
+        query = query.where(TimelineEvent.id > after_id)
+    return session.scalars(query.order_by(TimelineEvent.id).limit(limit)).all()
 
 
 POLL_COLUMNS = (
@@ -200,6 +200,34 @@ def claim_ids(
         .execution_options(synchronize_session=False)
     )
     return list(session.scalars(stmt))
+
+
+def claim_collect(session: Session, job_id: str, token: str, now: datetime, lease_until: datetime) -> bool:
+    """Take the collecting job's lease: free, or expired (its collector died)."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == JobStatus.COLLECTING.value,
+            or_(Job.lease_token.is_(None), Job.due_at <= now),
+        )
+        .values(lease_token=token, due_at=lease_until, collect_attempts=Job.collect_attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def extend_lease(session: Session, job_id: str, status: JobStatus, token: str, lease_until: datetime) -> bool:
+    return guarded_update(session, job_id, [status], {"due_at": lease_until}, lease_token=token)
+
+
+def release_lease(
+    session: Session, job_id: str, status: JobStatus, token: str, now: datetime, due: datetime
+) -> bool:
+    """Give the lease up; the sweeper nudges the job again at `due`."""
+    return guarded_update(
+        session, job_id, [status], {"lease_token": None, "due_at": due, "updated_at": now}, lease_token=token
+    )
 
 
 def due_timeouts(session: Session, now: datetime, limit: int) -> Sequence[Job]:

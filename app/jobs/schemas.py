@@ -5,9 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.jobs.states import JobStatus
+from app.jobs.states import JobEvent, JobStatus
 
-EVENT_TYPES = Literal["job.running", "job.progress"]
+EVENT_TYPES = Literal[JobEvent.RUNNING, JobEvent.PROGRESS]
 
 
 class JobCreate(BaseModel):

@@ -6,7 +6,8 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 import pydantic
 from sqlalchemy.exc import IntegrityError
@@ -23,9 +24,9 @@ from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
-from app.jobs.states import ACTIVE, TERMINAL, JobStatus
-from app.jobs.transitions import move
-from app.providers.base import ValidationContext
+from app.jobs.states import ACTIVE, TERMINAL, ErrorSource, JobStatus, Timeline
+from app.jobs.transitions import fail
+from app.providers.base import ModelSpec, ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
 from app.storage import uploads
 from app.webhooks import ssrf
@@ -53,12 +54,7 @@ def _replay(existing: Job, print_: str) -> Accepted:
     return Accepted(existing, replayed=True)
 
 
-def validate_input(session: Session, client: Client, body: JobCreate) -> dict:
-    try:
-        spec = get_model(body.model)
-    except UnknownModel:
-        known = ", ".join(sorted(catalog()))
-        raise ValidationFailed.field("model", f"unknown model {body.model!r}; known models: {known}", "unknown_model") from None
+def validate_input(session: Session, client: Client, spec: ModelSpec, body: JobCreate) -> dict[str, Any]:
     ctx = ValidationContext(
         client_id=client.id,
         get_job=lambda job_id: repo.get_for_client(session, client.id, job_id),
@@ -74,34 +70,70 @@ def validate_input(session: Session, client: Client, body: JobCreate) -> dict:
 
 
 def create(session: Session, client: Client, body: JobCreate, idempotency_key: str | None) -> Accepted:
-    settings = get_settings()
     print_ = fingerprint(body)
     if idempotency_key:
-        if len(idempotency_key) > 255:
-            raise ValidationFailed.field("Idempotency-Key", "must be at most 255 characters", "too_long")
-        existing = repo.get_by_idempotency_key(session, client.id, idempotency_key)
+        existing = _earlier(session, client, idempotency_key)
         if existing is not None:
             return _replay(existing, print_)
+    spec = _model(body.model)
+    job_input = validate_input(session, client, spec, body)
+    webhook_url = _webhook_url(client, body.webhook_url)
+    job = _new_job(client, spec, body, job_input, webhook_url, idempotency_key, print_)
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Another request with this key won the insert between our look-up and ours.
+        session.rollback()
+        existing = repo.get_by_idempotency_key(session, client.id, idempotency_key) if idempotency_key else None
+        if existing is None:
+            raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
+        return _replay(existing, print_)
+    repo.add_event(session, job.id, Timeline.STATUS, job.created_at, status=JobStatus.QUEUED.value, message="accepted")
+    enqueue(session, TaskName.SUBMIT_JOB, job.id)
+    metrics.job_created(spec.id, session)
+    return Accepted(job, replayed=False)
 
-    spec_input = validate_input(session, client, body)
-    spec = get_model(body.model)
-    webhook_url = body.webhook_url or client.webhook_url
-    if body.webhook_url:
-        try:
-            ssrf.check_at_submit(body.webhook_url, settings.webhook_allowed_cidrs)
-        except ssrf.UnsafeURL as exc:
-            raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
-        if body.webhook_url in disabled_urls(client):
-            raise ValidationFailed.field(
-                "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
-                "PATCH /v1/client to re-enable it", "webhook_url_disabled",
-            )
 
+def _earlier(session: Session, client: Client, idempotency_key: str) -> Job | None:
+    if len(idempotency_key) > 255:
+        raise ValidationFailed.field("Idempotency-Key", "must be at most 255 characters", "too_long")
+    return repo.get_by_idempotency_key(session, client.id, idempotency_key)
+
+
+def _model(model_id: str) -> ModelSpec:
+    try:
+        return get_model(model_id)
+    except UnknownModel:
+        known = ", ".join(sorted(catalog()))
+        raise ValidationFailed.field("model", f"unknown model {model_id!r}; known models: {known}", "unknown_model") from None
+
+
+def _webhook_url(client: Client, requested: str | None) -> str | None:
+    """The job's own URL (checked now) or the client's default."""
+    if not requested:
+        return client.webhook_url
+    try:
+        ssrf.check_at_submit(requested, get_settings().webhook_allowed_cidrs)
+    except ssrf.UnsafeURL as exc:
+        raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
+    if requested in disabled_urls(client):
+        raise ValidationFailed.field(
+            "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
+            "PATCH /v1/client to re-enable it", "webhook_url_disabled",
+        )
+    return requested
+
+
+def _new_job(
+    client: Client, spec: ModelSpec, body: JobCreate, job_input: dict[str, Any], webhook_url: str | None,
+    idempotency_key: str | None, print_: str,
+) -> Job:
     now = utcnow()
     job_id = new_id("job")
     queue_deadline = now + timedelta(seconds=spec.queue_deadline)
     deadline = now + timedelta(seconds=spec.absolute_deadline)
-    job = Job(
+    return Job(
         id=job_id,
         client_id=client.id,
         idempotency_key=idempotency_key,
@@ -109,15 +141,15 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
         model=spec.id,
         family=spec.family,
         kind=spec.kind,
-        input=spec_input,
+        input=job_input,
         meta=body.metadata,
         webhook_url=webhook_url,
         webhook_events=list(body.webhook_events or []),
-        parent_job_id=spec_input.get("remix_of") or spec_input.get("parent_job_id"),
+        parent_job_id=job_input.get("remix_of") or job_input.get("parent_job_id"),
         storage_prefix=f"{client.id}/{job_id}/{secrets.token_urlsafe(12)}",
         status=JobStatus.QUEUED.value,
         progress=0,
-        due_at=now + settings.queue_nudge_after,
+        due_at=now + get_settings().queue_nudge_after,
         queue_deadline_at=queue_deadline,
         deadline_at=deadline,
         timeout_at=min(queue_deadline, deadline),
@@ -126,19 +158,6 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
         status_changed_at=now,
         progress_at=now,
     )
-    session.add(job)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
-        existing = repo.get_by_idempotency_key(session, client.id, idempotency_key) if idempotency_key else None
-        if existing is None:
-            raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
-        return _replay(existing, print_)
-    repo.add_event(session, job_id, "status", now, status=JobStatus.QUEUED.value, message="accepted")
-    enqueue(session, TaskName.SUBMIT_JOB, job_id)
-    metrics.job_created(spec.id, session)
-    return Accepted(job, replayed=False)
 
 
 def get_owned(session: Session, client: Client, job_id: str) -> Job:
@@ -152,11 +171,9 @@ def cancel(session: Session, client: Client, job_id: str) -> Job:
     job = get_owned(session, client, job_id)
     if job.status in TERMINAL:
         raise Conflict(f"job {job_id} is already {job.status}", code="job_terminal")
-    now: datetime = utcnow()
-    moved = move(
-        session, job_id, expected=ACTIVE, to=JobStatus.CANCELED, now=now,
-        values={"error_code": "canceled", "error_message": "canceled by the caller", "error_source": "canceled"},
-        message="canceled by the caller",
+    moved = fail(
+        session, job_id, expected=ACTIVE, to=JobStatus.CANCELED, now=utcnow(), code="canceled",
+        message="canceled by the caller", source=ErrorSource.CANCELED,
     )
     job = repo.get(session, job_id)
     if not moved:

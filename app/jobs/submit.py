@@ -10,7 +10,6 @@ retryable status (nothing was created) go back to `queued` with backoff.
 from __future__ import annotations
 
 import io
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import httpx
 import structlog
 
 from app.core import metrics
+from app.core.backoff import Backoff, jittered
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.ids import new_id
@@ -30,9 +30,9 @@ from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
-from app.jobs.states import JobStatus
-from app.jobs.transitions import move
-from app.providers.base import InputFile, PollResult, UpstreamState
+from app.jobs.states import ErrorSource, JobStatus, Timeline
+from app.jobs.transitions import fail, move
+from app.providers.base import InputFile, ModelSpec, PollResult, UpstreamState
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
 from app.storage import uploads
@@ -46,13 +46,12 @@ class InputUnavailable(Exception):
     pass
 
 
-def _backoff(settings: Settings, attempt: int) -> float:
-    base = settings.submit_retry_base.total_seconds() * (2 ** max(0, attempt - 1))
-    return min(settings.submit_retry_cap.total_seconds(), base) * random.uniform(0.8, 1.2)
+def retry_policy(settings: Settings) -> Backoff:
+    return Backoff(base=settings.submit_retry_base.total_seconds(), cap=settings.submit_retry_cap.total_seconds())
 
 
-def first_poll_at(spec: Any, now: datetime) -> datetime:
-    return now + timedelta(seconds=spec.poll_first_delay * random.uniform(0.9, 1.1))
+def first_poll_at(spec: ModelSpec, now: datetime) -> datetime:
+    return now + timedelta(seconds=jittered(spec.poll_first_delay))
 
 
 @contextmanager
@@ -120,7 +119,8 @@ def submit(job_id: str) -> str:
     try:
         spec = get_model(job.model)
     except UnknownModel:
-        return _fail(job, token, "model_unavailable", f"model {job.model} is no longer configured", "validation")
+        return _fail(job, token, "model_unavailable", f"model {job.model} is no longer configured",
+                     ErrorSource.VALIDATION)
     adapter = adapter_for(spec)
     started = time.perf_counter()
     try:
@@ -130,7 +130,7 @@ def submit(job_id: str) -> str:
             body = sync_client().call(request)
         created = adapter.parse_create(spec, body)
     except InputUnavailable as exc:
-        return _fail(job, token, "input_unavailable", str(exc), "validation")
+        return _fail(job, token, "input_unavailable", str(exc), ErrorSource.VALIDATION)
     except UpstreamError as exc:
         metrics.upstream_call(spec.family, "create", exc.error_code, time.perf_counter() - started)
         return with_db_retry(_upstream_error, _write_window(settings))(job, token, exc, settings)
@@ -139,7 +139,7 @@ def submit(job_id: str) -> str:
         return _fail(
             job, token, "upstream_submit_unknown",
             f"the create call answered but its response could not be read ({exc}); not resubmitted",
-            "upstream",
+            ErrorSource.UPSTREAM,
         )
     metrics.upstream_call(spec.family, "create", "ok", time.perf_counter() - started)
     # The upstream task exists now; only this process knows its id until it is written.
@@ -183,11 +183,11 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
             if moved:
                 enqueue(session, TaskName.COLLECT_JOB, job.id)
         elif immediate is not None and immediate.state is UpstreamState.FAILED:
-            moved = move(
-                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
-                values={**common, "error_code": immediate.error_code or "generation_failed",
-                        "error_message": immediate.error_message or "the upstream reported a failure",
-                        "error_source": "upstream", "upstream_status": immediate.raw_status},
+            moved = fail(
+                session, job.id, expected=[JobStatus.SUBMITTING], now=now, lease_token=token,
+                code=immediate.error_code or "generation_failed",
+                message=immediate.error_message or "the upstream reported a failure",
+                source=ErrorSource.UPSTREAM, values={**common, "upstream_status": immediate.raw_status},
             )
         else:
             stall = now + timedelta(seconds=spec.stall_deadline)
@@ -201,7 +201,7 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
         if not moved:
             # Canceled (or judged lost) while the call was in flight: keep the orphan on record.
             repo.add_event(
-                session, job.id, "upstream_orphan", now,
+                session, job.id, Timeline.UPSTREAM_ORPHAN, now,
                 message=f"upstream task {upstream_id} was created after the job left submitting",
                 data={"upstream_id": upstream_id},
             )
@@ -212,37 +212,33 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
 def _upstream_error(job: Job, token: str, exc: UpstreamError, settings: Settings) -> str:
     now = utcnow()
     with session_scope() as session:
-        repo.add_event(session, job.id, "upstream_error", now, message=exc.message, data={"stage": "submit", **exc.as_event()})
+        repo.add_event(session, job.id, Timeline.UPSTREAM_ERROR, now, message=exc.message,
+                       data={"stage": "submit", **exc.as_event()})
         if not exc.certain_not_processed:
-            move(
-                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
-                values={"error_code": "upstream_submit_unknown", "error_source": "upstream",
-                        "error_message": f"the create call's outcome is unknown ({exc.message}); "
-                        "not resubmitted, to avoid a duplicate charge"},
+            fail(
+                session, job.id, expected=[JobStatus.SUBMITTING], now=now, lease_token=token,
+                code="upstream_submit_unknown", source=ErrorSource.UPSTREAM,
+                message=f"the create call's outcome is unknown ({exc.message}); "
+                "not resubmitted, to avoid a duplicate charge",
             )
             return "failed"
         if exc.retryable and job.submit_attempts < settings.submit_max_attempts:
-            delay = _backoff(settings, job.submit_attempts)
-            if exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
+            delay = retry_policy(settings).delay(job.submit_attempts, exc.retry_after)
             move(
                 session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.QUEUED, now=now, lease_token=token,
                 values={"due_at": now + timedelta(seconds=delay), "lease_token": None},
                 message=f"create call failed ({exc.error_code}); retrying in {delay:.1f}s",
             )
             return "retry"
-        move(
-            session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
-            values={"error_code": exc.code or exc.error_code, "error_message": exc.message, "error_source": "upstream"},
+        fail(
+            session, job.id, expected=[JobStatus.SUBMITTING], now=now, lease_token=token,
+            code=exc.code or exc.error_code, message=exc.message, source=ErrorSource.UPSTREAM,
         )
     return "failed"
 
 
-def _fail(job: Job, token: str, code: str, message: str, source: str) -> str:
-    now = utcnow()
+def _fail(job: Job, token: str, code: str, message: str, source: ErrorSource) -> str:
     with session_scope() as session:
-        move(
-            session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now, lease_token=token,
-            values={"error_code": code, "error_message": message, "error_source": source},
-        )
+        fail(session, job.id, expected=[JobStatus.SUBMITTING], now=utcnow(), lease_token=token,
+             code=code, message=message, source=source)
     return "failed"

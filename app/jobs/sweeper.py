@@ -2,89 +2,93 @@
 
 Runs on a short beat interval. Because every queue message is only a nudge,
 losing all of them (a flushed Redis, a crashed worker) delays jobs by at most
-one sweep, never loses them.
+one sweep, never loses them. Each step is its own short transaction.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
+from datetime import datetime
 
 import structlog
 
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.queue import enqueue
-from app.core.settings import get_settings
+from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
-from app.jobs.states import JobStatus
-from app.jobs.transitions import move
+from app.jobs.states import ErrorSource, JobStatus
+from app.jobs.transitions import fail
 
 log = structlog.get_logger(__name__)
 
 
 def sweep() -> dict[str, int]:
     settings = get_settings()
-    stats: dict[str, int] = defaultdict(int)
     now = utcnow()
-    limit = settings.sweep_batch_size
-
-    with session_scope() as session:
-        for job_id in repo.claim_ids(
-            session, [JobStatus.QUEUED], Job.due_at, now, limit, {"due_at": now + settings.queue_nudge_after}
-        ):
-            enqueue(session, TaskName.SUBMIT_JOB, job_id)
-            stats["submit_nudged"] += 1
-
-    with session_scope() as session:
-        # A lease that expired in `submitting` means the worker died mid-call:
-        # the create may or may not have happened upstream. Never resubmit.
-        for job_id in repo.claim_ids(session, [JobStatus.SUBMITTING], Job.due_at, now, limit, {"due_at": None}):
-            moved = move(
-                session, job_id, expected=[JobStatus.SUBMITTING], to=JobStatus.FAILED, now=now,
-                values={"error_code": "upstream_submit_unknown", "error_source": "upstream",
-                        "error_message": "the worker stopped during the create call, so whether the upstream "
-                        "created the task is unknown; not resubmitted, to avoid a duplicate charge"},
-            )
-            stats["submit_lease_expired"] += int(moved)
-
-    with session_scope() as session:
-        for job_id in repo.claim_ids(
-            session, [JobStatus.COLLECTING], Job.due_at, now, limit,
-            {"due_at": now + settings.collect_lease, "lease_token": None},
-        ):
-            enqueue(session, TaskName.COLLECT_JOB, job_id)
-            stats["collect_nudged"] += 1
-
-    with session_scope() as session:
-        for job in repo.due_timeouts(session, now, limit):
-            code, message = _which_deadline(job, now)
-            was = JobStatus(job.status)
-            moved = move(
-                session, job.id, expected=[was], to=JobStatus.TIMED_OUT, now=now,
-                values={"error_code": code, "error_message": message, "error_source": "timeout"},
-                message=message,
-            )
-            stats["timed_out"] += int(moved)
-            # Watched: a task the upstream was still working on (collecting means it had finished).
-            if moved and was is JobStatus.RUNNING and job.upstream_id and settings.late_watch.total_seconds():
-                repo.guarded_update(session, job.id, [JobStatus.TIMED_OUT],
-                                    {"due_at": now + settings.late_watch_interval})
-
-    with session_scope() as session:
-        # Timed-out jobs under the late watch: one upstream check each, at most every interval.
-        for job_id in repo.claim_ids(
-            session, [JobStatus.TIMED_OUT], Job.due_at, now, limit, {"due_at": now + settings.late_watch_interval}
-        ):
-            enqueue(session, TaskName.LATE_CHECK, job_id)
-            stats["late_checks"] += 1
+    stats: Counter[str] = Counter()
+    for step in (_nudge_queued, _judge_lost_submits, _nudge_collecting, _time_out, _late_checks):
+        step(settings, now, stats)
     if any(stats.values()):
         log.info("sweep", **stats)
     return dict(stats)
 
 
-def _which_deadline(job: Job, now) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _nudge_queued(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    with session_scope() as session:
+        for job_id in repo.claim_ids(session, [JobStatus.QUEUED], Job.due_at, now, settings.sweep_batch_size,
+                                     {"due_at": now + settings.queue_nudge_after}):
+            enqueue(session, TaskName.SUBMIT_JOB, job_id)
+            stats["submit_nudged"] += 1
+
+
+def _judge_lost_submits(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    """A lease that expired in `submitting` means the worker died mid-call: the create
+    may or may not have happened upstream. Never resubmit."""
+    with session_scope() as session:
+        for job_id in repo.claim_ids(session, [JobStatus.SUBMITTING], Job.due_at, now, settings.sweep_batch_size,
+                                     {"due_at": None}):
+            stats["submit_lease_expired"] += fail(
+                session, job_id, expected=[JobStatus.SUBMITTING], now=now, code="upstream_submit_unknown",
+                source=ErrorSource.UPSTREAM,
+                message="the worker stopped during the create call, so whether the upstream created the task "
+                "is unknown; not resubmitted, to avoid a duplicate charge",
+            )
+
+
+def _nudge_collecting(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    with session_scope() as session:
+        for job_id in repo.claim_ids(session, [JobStatus.COLLECTING], Job.due_at, now, settings.sweep_batch_size,
+                                     {"due_at": now + settings.collect_lease, "lease_token": None}):
+            enqueue(session, TaskName.COLLECT_JOB, job_id)
+            stats["collect_nudged"] += 1
+
+
+def _time_out(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    with session_scope() as session:
+        for job in repo.due_timeouts(session, now, settings.sweep_batch_size):
+            code, message = _which_deadline(job, now)
+            was = JobStatus(job.status)
+            moved = fail(session, job.id, expected=[was], to=JobStatus.TIMED_OUT, now=now, code=code,
+                         message=message, source=ErrorSource.TIMEOUT)
+            stats["timed_out"] += moved
+            # Watched: a task the upstream was still working on (collecting means it had finished).
+            if moved and was is JobStatus.RUNNING and job.upstream_id and settings.late_watch.total_seconds():
+                repo.guarded_update(session, job.id, [JobStatus.TIMED_OUT], {"due_at": now + settings.late_watch_interval})
+
+
+def _late_checks(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    """Timed-out jobs under the late watch: one upstream check each, at most every interval."""
+    with session_scope() as session:
+        for job_id in repo.claim_ids(session, [JobStatus.TIMED_OUT], Job.due_at, now, settings.sweep_batch_size,
+                                     {"due_at": now + settings.late_watch_interval}):
+            enqueue(session, TaskName.LATE_CHECK, job_id)
+            stats["late_checks"] += 1
+
+
+def _which_deadline(job: Job, now: datetime) -> tuple[str, str]:
     if job.status == JobStatus.QUEUED and job.queue_deadline_at and job.queue_deadline_at <= now:
         return "queue_timeout", f"not submitted within the queue deadline ({job.queue_deadline_at.isoformat()})"
     if job.deadline_at and job.deadline_at <= now:

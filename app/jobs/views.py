@@ -11,6 +11,7 @@ from app.jobs import repository
 from app.jobs.models import Job
 from app.jobs.schemas import ArtifactOut, JobError, JobOut, UpstreamOut, WebhookStateOut
 from app.storage.models import Artifact
+from app.webhooks.repository import webhook_state
 
 
 def artifact_url(job_id: str, name: str) -> str:
@@ -53,16 +54,12 @@ def to_out(job: Job, artifacts: Sequence[Artifact], webhook: WebhookStateOut | N
 
 
 def load_out(session: Session, job: Job, *, with_webhook: bool = True) -> JobOut:
-    from app.webhooks.repository import webhook_state
-
     artifacts = repository.artifacts_for(session, [job.id])[job.id]
     state = webhook_state(session, [job.id]).get(job.id) if with_webhook else None
     return to_out(job, artifacts, state)
 
 
 def load_many(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
-    from app.webhooks.repository import webhook_state
-
     ids = [j.id for j in jobs]
     artifacts = repository.artifacts_for(session, ids)
     states = webhook_state(session, ids)

@@ -21,6 +21,7 @@ from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.jobs import repository as jobs_repo
+from app.jobs.states import Timeline
 from app.storage.backends import StorageError, get_storage
 from app.storage.models import Artifact
 
@@ -47,7 +48,7 @@ def _delete(session: Session, artifacts: Sequence[Artifact], now: datetime, reas
         by_job[artifact.job_id].append(artifact.name)
     for job_id, names in by_job.items():
         jobs_repo.add_event(
-            session, job_id, "artifacts_deleted", now,
+            session, job_id, Timeline.ARTIFACTS_DELETED, now,
             message=f"deleted {', '.join(names)} ({reason})", data={"names": names, "reason": reason},
         )
     session.flush()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
@@ -10,6 +10,7 @@ from app.core.deps import AdminDep, ClientDep, SessionDep
 from app.core.errors import Conflict, NotFound, ValidationFailed, problem_responses
 from app.core.settings import get_settings
 from app.jobs import service as jobs
+from app.jobs.schemas import EVENT_TYPES
 from app.webhooks import repository as repo
 from app.webhooks import service, ssrf
 
@@ -58,7 +59,7 @@ class ClientOut(BaseModel):
 
 class ClientUpdate(BaseModel):
     webhook_url: str | None = Field(None, description="New default webhook URL; also re-enables a URL disabled by 410")
-    webhook_events: list[Literal["job.running", "job.progress"]] | None = None
+    webhook_events: list[EVENT_TYPES] | None = None
     disabled_webhook_urls: list[str] | None = Field(
         None, description="Remove a URL from this list to send to it again (e.g. `[]` re-enables all)"
     )

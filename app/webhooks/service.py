@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.clients.models import Client
 from app.core import metrics
+from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.http_headers import retry_after_seconds
@@ -29,12 +29,12 @@ from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
+from app.jobs.states import JobEvent
 from app.webhooks import repository as repo
 from app.webhooks import signing, ssrf
 from app.webhooks.transport import WebhookClient
 
 log = structlog.get_logger(__name__)
-PROGRESS_EVENT, RUNNING_EVENT = "job.progress", "job.running"
 STALE = "stale"
 
 
@@ -93,9 +93,9 @@ def create_event(
         separators=(",", ":"),
     )
     status = repo.DISABLED if url in disabled_urls(client) else repo.PENDING
-    if status == repo.PENDING and event_type != RUNNING_EVENT:
+    if status == repo.PENDING and event_type != JobEvent.RUNNING:
         # A progress snapshot never sent is stale once a newer one, or the final one, exists.
-        repo.supersede_unsent(session, job_id, PROGRESS_EVENT, now)
+        repo.supersede_unsent(session, job_id, JobEvent.PROGRESS, now)
     repo.insert_delivery(
         session,
         {
@@ -111,15 +111,14 @@ def create_event(
     return delivery_id
 
 
+def retry_policy(settings: Settings) -> Backoff:
+    return Backoff(schedule=tuple(settings.webhook_retry_schedule))
+
+
 def next_attempt_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:
     """Seconds until the next try after `attempts_made` attempts, or None when out of tries."""
-    schedule = settings.webhook_retry_schedule
-    if attempts_made > len(schedule):
-        return None
-    delay = schedule[attempts_made - 1] * random.uniform(0.9, 1.1)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
+    policy = retry_policy(settings)
+    return None if policy.exhausted(attempts_made) else policy.delay(attempts_made, retry_after)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -303,88 +302,119 @@ def deliver_due() -> dict[str, int]:
 
 
 async def _pump(settings: Settings) -> dict[str, int]:
+    return await _Pump(settings).run()
+
+
+class _Pump:
     """Claims take up to a batch at a time and keep it in hand while up to
     `webhook_concurrency` sends run; outcomes are recorded in groups, one
     transaction each, at least every 0.2 s. Claims and records run in a thread,
     at most one of each at a time, while the loop goes on sending. A claimed
     delivery still waiting for a slot after half its lease is handed back rather
     than sent late (its lease could lapse mid-send and another worker send it too)."""
-    from app.core.aio import webhook_client
 
-    http = webhook_client()
-    capacity, batch = settings.webhook_concurrency, settings.webhook_batch_size
-    window = max(capacity, batch) + batch  # the next claim runs while the last one is being sent
-    deadline = time.monotonic() + settings.webhook_budget.total_seconds()
-    counts: dict[str, int] = defaultdict(int)
-    queue: deque[tuple[Outgoing, list[str], float]] = deque()
-    patience = settings.webhook_lease.total_seconds() / 2
-    finished: list[tuple[Outgoing, AttemptResult]] = []
-    sending: set[asyncio.Task[None]] = set()
-    claiming: asyncio.Task[None] | None = None
-    recording: asyncio.Task[None] | None = None
-    wake = asyncio.Event()
-    exhausted = False
-    oldest = 0.0
+    RECORD_EVERY = 0.2
 
-    async def one(item: Outgoing, secrets: list[str]) -> None:
-        nonlocal oldest
-        result = await send(http, settings, item, secrets)
-        if not finished:
-            oldest = time.monotonic()
-        finished.append((item, result))
-        wake.set()
+    def __init__(self, settings: Settings) -> None:
+        from app.core.aio import webhook_client
 
-    async def take(limit: int) -> None:
-        nonlocal exhausted
-        items, secrets = await asyncio.to_thread(_claim, settings, limit)
-        exhausted = exhausted or len(items) < limit
+        self.settings = settings
+        self.http = webhook_client()
+        self.capacity, self.batch = settings.webhook_concurrency, settings.webhook_batch_size
+        # The next claim runs while the last one is being sent.
+        self.window = max(self.capacity, self.batch) + self.batch
+        self.deadline = time.monotonic() + settings.webhook_budget.total_seconds()
+        self.patience = settings.webhook_lease.total_seconds() / 2
+        self.counts: dict[str, int] = defaultdict(int)
+        self.queue: deque[tuple[Outgoing, list[str], float]] = deque()
+        self.finished: list[tuple[Outgoing, AttemptResult]] = []
+        self.sending: set[asyncio.Task[None]] = set()
+        self.claiming: asyncio.Task[None] | None = None
+        self.recording: asyncio.Task[None] | None = None
+        self.wake = asyncio.Event()
+        self.exhausted = False
+        self.oldest = 0.0
+
+    async def run(self) -> dict[str, int]:
+        try:
+            while True:
+                self.wake.clear()
+                self._reap()
+                now = time.monotonic()
+                self._claim_more(now)
+                self._record_finished(now)
+                await self._hand_back_late(now)
+                self._start_sends()
+                if self._done(now):
+                    return dict(self.counts)
+                try:
+                    async with asyncio.timeout(0.05):
+                        await self.wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            # Only on an error: claims not recorded lapse with their lease and are retried then.
+            for task in (*self.sending, self.claiming, self.recording):
+                if task is not None:
+                    task.cancel()
+
+    def _reap(self) -> None:
+        """Forget a finished claim or record (re-raising its error, if any)."""
+        if self.claiming is not None and self.claiming.done():
+            self.claiming.result()
+            self.claiming = None
+        if self.recording is not None and self.recording.done():
+            self.recording.result()
+            self.recording = None
+
+    def _claim_more(self, now: float) -> None:
+        room = min(self.window - len(self.queue) - len(self.sending), self.batch)
+        if self.claiming is None and not self.exhausted and room >= self.batch and now < self.deadline:
+            self.claiming = asyncio.create_task(self._take(room))
+
+    def _record_finished(self, now: float) -> None:
+        due = len(self.finished) >= self.window or not self.sending or now - self.oldest > self.RECORD_EVERY
+        if self.recording is None and self.finished and due:
+            group, self.finished = self.finished, []
+            self.recording = asyncio.create_task(self._store(group))
+
+    async def _hand_back_late(self, now: float) -> None:
+        late = []
+        while self.queue and now - self.queue[0][2] > self.patience:
+            late.append(self.queue.popleft()[0])
+        if late:  # the slots are taken by slow receivers: leave the rest to other workers
+            await asyncio.to_thread(_release, late)
+            self.exhausted = True
+
+    def _start_sends(self) -> None:
+        while self.queue and len(self.sending) < self.capacity:
+            item, secrets, _claimed = self.queue.popleft()
+            task = asyncio.create_task(self._send(item, secrets))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
+
+    def _done(self, now: float) -> bool:
+        idle = not (self.queue or self.sending or self.finished or self.claiming or self.recording)
+        return idle and (self.exhausted or now >= self.deadline)
+
+    async def _send(self, item: Outgoing, secrets: list[str]) -> None:
+        result = await send(self.http, self.settings, item, secrets)
+        if not self.finished:
+            self.oldest = time.monotonic()
+        self.finished.append((item, result))
+        self.wake.set()
+
+    async def _take(self, limit: int) -> None:
+        items, secrets = await asyncio.to_thread(_claim, self.settings, limit)
+        self.exhausted = self.exhausted or len(items) < limit
         claimed = time.monotonic()
-        queue.extend((item, secrets.get(item.client_id, []), claimed) for item in items)
-        wake.set()
+        self.queue.extend((item, secrets.get(item.client_id, []), claimed) for item in items)
+        self.wake.set()
 
-    async def store(group: list[tuple[Outgoing, AttemptResult]]) -> None:
-        for outcome in await asyncio.to_thread(_record, settings, group):
-            counts[outcome] += 1
-        wake.set()
-
-    try:
-        while True:
-            wake.clear()
-            if claiming is not None and claiming.done():
-                claiming = claiming.result()  # None, or the claim's error
-            if recording is not None and recording.done():
-                recording = recording.result()
-            now = time.monotonic()
-            limit = min(window - len(queue) - len(sending), batch)
-            if claiming is None and not exhausted and limit >= batch and now < deadline:
-                claiming = asyncio.create_task(take(limit))
-            if recording is None and finished and (len(finished) >= window or not sending or now - oldest > 0.2):
-                group = finished[:]
-                finished.clear()
-                recording = asyncio.create_task(store(group))
-            late = []
-            while queue and now - queue[0][2] > patience:
-                late.append(queue.popleft()[0])
-            if late:  # the slots are taken by slow receivers: leave the rest to other workers
-                await asyncio.to_thread(_release, late)
-                exhausted = True
-            while queue and len(sending) < capacity:
-                item, secrets, _claimed = queue.popleft()
-                task = asyncio.create_task(one(item, secrets))
-                sending.add(task)
-                task.add_done_callback(sending.discard)
-            if not (queue or sending or finished or claiming or recording) and (exhausted or now >= deadline):
-                return dict(counts)
-            try:
-                async with asyncio.timeout(0.05):
-                    await wake.wait()
-            except TimeoutError:
-                pass
-    finally:
-        # Only on an error: claims not recorded lapse with their lease and are retried then.
-        for task in (*sending, claiming, recording):
-            if task is not None:
-                task.cancel()
+    async def _store(self, group: list[tuple[Outgoing, AttemptResult]]) -> None:
+        for outcome in await asyncio.to_thread(_record, self.settings, group):
+            self.counts[outcome] += 1
+        self.wake.set()
 
 
 def redeliver(session: Session, delivery_ids: Sequence[str]) -> list[str]:
