@@ -111,11 +111,12 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
     queue.install(publisher or queue.producer(settings))
+    from app.artifacts.endpoints import router as artifacts_router
+    from app.clients.endpoints import router as clients_router
     from app.health.endpoints import router as health_router
     from app.health.metrics import router as metrics_router
     from app.jobs.endpoints import router as jobs_router
     from app.providers.endpoints import router as models_router
-    from app.storage.endpoints import router as storage_router
     from app.webhooks.endpoints import router as webhooks_router
 
     app = FastAPI(
@@ -125,7 +126,9 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
         "and a signed webhook when the job ends. Errors are RFC 9457 problem+json with a stable `code`.",
     )
     install_error_handlers(app)
-    for router in (jobs_router, storage_router, webhooks_router, models_router, health_router, metrics_router):
+    routers = (jobs_router, artifacts_router, webhooks_router, clients_router, models_router, health_router,
+               metrics_router)
+    for router in routers:
         app.include_router(router)
     app.add_middleware(RequestContext)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -69,6 +69,7 @@ class RssSampler:
 
 def child(video_id: str) -> None:
     """The copy, in a fresh process whose environment names the backend."""
+    from app.artifacts.models import Artifact
     from app.clients.service import create as create_client
     from app.core.db import session_scope, utcnow
     from app.core.ids import new_id
@@ -77,7 +78,6 @@ def child(video_id: str) -> None:
     from app.providers.http import sync_client
     from app.providers.registry import adapter_for, get_model
     from app.storage.backends import get_storage
-    from app.storage.models import Artifact
 
     now = utcnow()
     job_id = new_id("job")
@@ -112,7 +112,7 @@ def child(video_id: str) -> None:
 def sink(size: int) -> None:
     """The backend alone: the same writer fed from memory, no download."""
     from app.storage.backends import get_storage
-    from app.storage.service import copy_stream
+    from app.storage.copy import copy_stream
 
     storage = get_storage()
     storage.check()

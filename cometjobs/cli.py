@@ -215,10 +215,10 @@ def artifacts() -> None:
 @artifacts.command("delete", help="Delete a job's stored results now; the job keeps listing them, without URLs.")
 @click.argument("job_id")
 def artifacts_delete(job_id: str) -> None:
+    from app.artifacts.retention import delete_job_artifacts
     from app.core.db import session_scope
     from app.jobs.models import Job
     from app.storage.backends import StorageError
-    from app.storage.retention import delete_job_artifacts
 
     with session_scope() as session:
         if session.get(Job, job_id) is None:
@@ -232,7 +232,7 @@ def artifacts_delete(job_id: str) -> None:
 
 @artifacts.command("expire", help="Delete every result past its retention now (the beat task does this periodically).")
 def artifacts_expire() -> None:
-    from app.storage.retention import expire_due
+    from app.artifacts.retention import expire_due
 
     click.echo(json.dumps(expire_due()))
 

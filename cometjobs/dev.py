@@ -107,44 +107,42 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_port: int | None = None) -> int:
-    emulator_port = emulator_port or port + 1
-    env, notes, emulate = _dev_environment(host, port, emulator_port)
-    print("cometjobs dev: substituting what is not configured:", flush=True)
-    for note in notes:
-        print(f"  - {note}", flush=True)
-    python = sys.executable
-    subprocess.run([python, "-m", "cometjobs", "migrate"], env=env, check=True)
-    client = _dev_client(env)
+class _Children:
+    """The supervised processes, each in its own process group: Ctrl-C reaches the
+    supervisor, which stops the children in order."""
 
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(name: str, args: list[str]) -> None:
-        # Own process group: Ctrl-C reaches the supervisor, which stops children in order.
-        procs[name] = subprocess.Popen([python, "-m", "cometjobs", *args], env=env, start_new_session=True)
+    def start(self, name: str, args: list[str]) -> None:
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "cometjobs", *args], env=self.env, start_new_session=True
+        )
 
-    stopping = {"flag": False}
+    def first_dead(self) -> tuple[str, int] | None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping["flag"] = True
+    def stop(self) -> None:
+        _stop(self.procs)
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        if emulate:
-            start("emulator", ["emulator", "--host", host, "--port", str(emulator_port),
-                               "--job-seconds", str(emulator_job_seconds)])
-            _wait_http(f"http://{host}:{emulator_port}/_emulator/health", procs)
-        start("api", ["api", "--host", host, "--port", str(port)])
-        start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])
-        start("beat", ["beat", "--loglevel", "WARNING"])
-        _wait_http(f"http://{host}:{port}/healthz", procs)
-    except Exception as exc:
-        print(f"cometjobs dev: failed to start: {exc}", file=sys.stderr, flush=True)
-        _stop(procs)
-        return 1
 
-    api = f"http://{host}:{port}"
+def _start_stack(children: _Children, host: str, port: int, emulator_port: int, emulate: bool,
+                 emulator_job_seconds: float) -> None:
+    if emulate:
+        children.start("emulator", ["emulator", "--host", host, "--port", str(emulator_port),
+                                    "--job-seconds", str(emulator_job_seconds)])
+        _wait_http(f"http://{host}:{emulator_port}/_emulator/health", children.procs)
+    children.start("api", ["api", "--host", host, "--port", str(port)])
+    children.start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])
+    children.start("beat", ["beat", "--loglevel", "WARNING"])
+    _wait_http(f"http://{host}:{port}/healthz", children.procs)
+
+
+def _ready_banner(api: str, client: dict[str, str]) -> None:
     _banner([
         "cometjobs is running",
         f"API:      {api}   (docs: {api}/docs)",
@@ -156,16 +154,45 @@ def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_po
         "    -d '{\"model\":\"sora-2\",\"input\":{\"prompt\":\"a paper boat in the rain\"}}'",
         "Ctrl-C stops everything.",
     ])
-    code = 0
+
+
+def _supervise(children: _Children, stopping: dict[str, bool]) -> int:
+    """Until Ctrl-C (0) or a child dies (1)."""
     while not stopping["flag"]:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"cometjobs dev: {name} exited with {proc.returncode}; stopping the rest", file=sys.stderr, flush=True)
-                stopping["flag"] = True
-                code = 1
-                break
+        dead = children.first_dead()
+        if dead is not None:
+            print(f"cometjobs dev: {dead[0]} exited with {dead[1]}; stopping the rest", file=sys.stderr, flush=True)
+            return 1
         time.sleep(0.5)
+    return 0
+
+
+def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_port: int | None = None) -> int:
+    emulator_port = emulator_port or port + 1
+    env, notes, emulate = _dev_environment(host, port, emulator_port)
+    print("cometjobs dev: substituting what is not configured:", flush=True)
+    for note in notes:
+        print(f"  - {note}", flush=True)
+    subprocess.run([sys.executable, "-m", "cometjobs", "migrate"], env=env, check=True)
+    client = _dev_client(env)
+
+    stopping = {"flag": False}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    children = _Children(env)
+    try:
+        _start_stack(children, host, port, emulator_port, emulate, emulator_job_seconds)
+    except Exception as exc:
+        print(f"cometjobs dev: failed to start: {exc}", file=sys.stderr, flush=True)
+        children.stop()
+        return 1
+    _ready_banner(f"http://{host}:{port}", client)
+    code = _supervise(children, stopping)
     print("cometjobs dev: stopping...", flush=True)
-    _stop(procs)
+    children.stop()
     print("cometjobs dev: stopped", flush=True)
     return code

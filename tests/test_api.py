@@ -7,12 +7,12 @@ import hashlib
 
 import pytest
 
+from app.artifacts.models import Artifact
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.ids import new_id
 from app.storage.backends import get_storage
-from app.storage.models import Artifact
-from app.storage.service import copy_stream
+from app.storage.copy import copy_stream
 
 JOB = {"model": "sora-2", "input": {"prompt": "a paper boat"}}
 

@@ -12,15 +12,15 @@ from datetime import timedelta
 
 import pytest
 
+from app.artifacts.models import Artifact
+from app.artifacts.retention import expire_due, expiry_for
 from app.clients.models import Client
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.ids import new_id
 from app.jobs.models import Job
 from app.storage.backends import get_storage
-from app.storage.models import Artifact
-from app.storage.retention import expire_due, expiry_for
-from app.storage.service import copy_stream
+from app.storage.copy import copy_stream
 from tests.support.procs import cometjobs
 
 MIB = 1024 * 1024

@@ -14,8 +14,8 @@ import pytest
 
 from app.core.settings import Settings
 from app.storage.backends import LocalStorage, Storage, StorageError
+from app.storage.copy import CopyError, copy_stream
 from app.storage.s3 import S3Storage
-from app.storage.service import CopyError, copy_stream
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY
 
 MIB = 1024 * 1024

@@ -7,11 +7,11 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
+from app.artifacts import retention
 from app.core.db import session_scope
 from app.core.tasks import TaskName
 from app.jobs import collector, late_watch, poller, submit, sweeper
 from app.jobs.models import Job
-from app.storage import retention
 from app.webhooks import service as webhooks
 from workers.celery_app import app
 

@@ -30,3 +30,8 @@ class Client(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def disabled_webhook_urls(self) -> set[str]:
+        """URLs that answered 410 Gone: nothing is sent to them until re-enabled."""
+        return set((self.settings or {}).get("disabled_webhook_urls", []))

@@ -12,8 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
+from app.clients.schemas import ClientUpdate
 from app.core.clock import utcnow
+from app.core.errors import ValidationFailed
 from app.core.ids import new_id
+from app.core.settings import get_settings
+from app.webhooks import ssrf
 from app.webhooks.signing import new_secret
 
 KEY_PREFIX = "cj_live_"
@@ -57,6 +61,32 @@ def authenticate(session: Session, api_key: str) -> Client | None:
 
 def get_by_name(session: Session, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).order_by(Client.created_at.desc()).limit(1))
+
+
+def update(session: Session, client: Client, body: ClientUpdate) -> None:
+    """Apply a PATCH: only the fields sent change. Setting a URL again re-enables it;
+    `disabled_webhook_urls` can only shrink (a URL is disabled by its own 410)."""
+    fields = body.model_dump(exclude_unset=True)
+    session.refresh(client, with_for_update=True)  # a worker may be disabling a URL (410) right now
+    disabled = client.disabled_webhook_urls
+    if fields.get("webhook_url"):
+        try:
+            ssrf.check_at_submit(fields["webhook_url"], get_settings().webhook_allowed_cidrs)
+        except ssrf.UnsafeURL as exc:
+            raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
+        disabled.discard(fields["webhook_url"])
+    if fields.get("disabled_webhook_urls") is not None:
+        disabled &= set(fields["disabled_webhook_urls"])
+    client.settings = {**(client.settings or {}), "disabled_webhook_urls": sorted(disabled)}
+    if "webhook_url" in fields:
+        client.webhook_url = fields["webhook_url"]
+    if client.webhook_url not in disabled:
+        client.webhook_disabled_at = None
+    if "webhook_events" in fields:
+        client.webhook_events = list(fields["webhook_events"] or [])
+    if "retention_days" in fields:
+        client.retention_days = fields["retention_days"]
+    session.flush()
 
 
 def rotate_webhook_secret(session: Session, client: Client, grace: timedelta) -> str:

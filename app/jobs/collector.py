@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from app.artifacts import repository as artifacts
+from app.artifacts.retention import expiry_for
 from app.clients.models import Client
 from app.core import metrics
 from app.core.backoff import Backoff
@@ -31,9 +33,7 @@ from app.providers.base import ArtifactSource
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import adapter_for, get_model
 from app.storage.backends import StorageError, get_storage
-from app.storage.models import Artifact
-from app.storage.retention import expiry_for
-from app.storage.service import CopyError, StoredObject, copy_stream
+from app.storage.copy import CopyError, StoredObject, copy_stream
 
 log = structlog.get_logger(__name__)
 
@@ -156,11 +156,10 @@ def _finish(job: Job, token: str, stored: list[tuple[ArtifactSource, StoredObjec
         client = session.get(Client, job.client_id)
         expires = expiry_for(client, now)
         for source, obj in stored:
-            session.add(Artifact(
-                id=new_id("art"), job_id=job.id, name=source.name, storage_key=obj.key,
-                content_type=obj.content_type, size_bytes=obj.size_bytes, sha256=obj.sha256,
-                created_at=now, expires_at=expires,
-            ))
+            artifacts.add(
+                session, job_id=job.id, name=source.name, storage_key=obj.key, content_type=obj.content_type,
+                size_bytes=obj.size_bytes, sha256=obj.sha256, now=now, expires_at=expires,
+            )
         session.flush()
         moved = move(
             session, job.id, expected=[JobStatus.COLLECTING], to=JobStatus.SUCCEEDED, now=now,

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from app.jobs.models import Job, TimelineEvent
 from app.jobs.states import ACTIVE, JobStatus
-from app.storage.models import Artifact
 
 
 def get_for_client(session: Session, client_id: str, job_id: str) -> Job | None:
@@ -43,19 +42,6 @@ def list_for_client(
     if before_id:
         query = query.where(Job.id < before_id)
     return session.scalars(query.order_by(Job.id.desc()).limit(limit)).all()
-
-
-def artifacts_for(session: Session, job_ids: Iterable[str]) -> dict[str, list[Artifact]]:
-    ids = list(job_ids)
-    out: dict[str, list[Artifact]] = {i: [] for i in ids}
-    if not ids:
-        return out
-    rows = session.scalars(
-        select(Artifact).where(Artifact.job_id.in_(ids)).order_by(Artifact.job_id, Artifact.created_at)
-    )
-    for artifact in rows:
-        out[artifact.job_id].append(artifact)
-    return out
 
 
 def status_since(session: Session, job_id: str) -> tuple[str, datetime] | None:
@@ -249,7 +235,7 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "add_event", "add_events", "apply_poll_updates", "artifacts_for", "claim_due_polls", "claim_ids",
+    "add_event", "add_events", "apply_poll_updates", "claim_due_polls", "claim_ids",
     "count_by_status", "due_timeouts", "events_for", "get", "get_by_idempotency_key",
     "get_for_client", "guarded_update", "list_for_client", "status_since",
 ]

@@ -5,7 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.artifacts.schemas import ArtifactOut
 from app.jobs.states import JobEvent, JobStatus
+from app.webhooks.schemas import WebhookStateOut
 
 EVENT_TYPES = Literal[JobEvent.RUNNING, JobEvent.PROGRESS]
 
@@ -28,34 +30,9 @@ class JobError(BaseModel):
     source: str | None = Field(None, description="validation, upstream, storage, timeout or canceled")
 
 
-class ArtifactOut(BaseModel):
-    name: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    url: str | None = Field(
-        description="Fetch with your API key; each fetch streams the bytes or redirects to a fresh "
-        "short-lived signed URL, so this URL itself works until `expires_at`. Null once deleted."
-    )
-    expires_at: datetime | None = Field(
-        None, description="When the stored copy is deleted under the retention policy (the client's "
-        "`retention_days`, else the service default); null: kept until deleted by an admin."
-    )
-    deleted_at: datetime | None = Field(None, description="When the stored copy was deleted (expiry or an admin).")
-
-
 class UpstreamOut(BaseModel):
     id: str | None
     status: str | None
-
-
-class WebhookStateOut(BaseModel):
-    state: Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled"]
-    event_type: str | None = None
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-    last_status_code: int | None = None
-    last_error: str | None = None
 
 
 class JobOut(BaseModel):

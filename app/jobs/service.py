@@ -13,6 +13,7 @@ import pydantic
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.artifacts import uploads
 from app.clients.models import Client
 from app.core import metrics
 from app.core.clock import utcnow
@@ -28,9 +29,7 @@ from app.jobs.states import ACTIVE, TERMINAL, ErrorSource, JobStatus, Timeline
 from app.jobs.transitions import fail
 from app.providers.base import ModelSpec, ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
-from app.storage import uploads
 from app.webhooks import ssrf
-from app.webhooks.service import disabled_urls
 
 
 @dataclass
@@ -117,7 +116,7 @@ def _webhook_url(client: Client, requested: str | None) -> str | None:
         ssrf.check_at_submit(requested, get_settings().webhook_allowed_cidrs)
     except ssrf.UnsafeURL as exc:
         raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
-    if requested in disabled_urls(client):
+    if requested in client.disabled_webhook_urls:
         raise ValidationFailed.field(
             "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
             "PATCH /v1/client to re-enable it", "webhook_url_disabled",

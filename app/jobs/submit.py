@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import structlog
 
+from app.artifacts import uploads
 from app.core import metrics
 from app.core.backoff import Backoff, jittered
 from app.core.clock import utcnow
@@ -35,7 +36,6 @@ from app.jobs.transitions import fail, move
 from app.providers.base import InputFile, ModelSpec, PollResult, UpstreamState
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
-from app.storage import uploads
 from app.storage.backends import get_storage
 from app.webhooks import ssrf
 

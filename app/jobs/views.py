@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from app.artifacts import repository as artifacts_repo
+from app.artifacts.models import Artifact
 from app.core.settings import get_settings
-from app.jobs import repository
 from app.jobs.models import Job
 from app.jobs.schemas import ArtifactOut, JobError, JobOut, UpstreamOut, WebhookStateOut
-from app.storage.models import Artifact
 from app.webhooks.repository import webhook_state
 
 
@@ -54,13 +54,13 @@ def to_out(job: Job, artifacts: Sequence[Artifact], webhook: WebhookStateOut | N
 
 
 def load_out(session: Session, job: Job, *, with_webhook: bool = True) -> JobOut:
-    artifacts = repository.artifacts_for(session, [job.id])[job.id]
+    artifacts = artifacts_repo.for_jobs(session, [job.id])[job.id]
     state = webhook_state(session, [job.id]).get(job.id) if with_webhook else None
     return to_out(job, artifacts, state)
 
 
 def load_many(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
     ids = [j.id for j in jobs]
-    artifacts = repository.artifacts_for(session, ids)
+    artifacts = artifacts_repo.for_jobs(session, ids)
     states = webhook_state(session, ids)
     return [to_out(j, artifacts[j.id], states.get(j.id)) for j in jobs]

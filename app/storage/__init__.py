@@ -1,1 +1,2 @@
-"""Object storage: backends (local disk, S3), streaming copies, artifacts, retention and uploads."""
+"""Object storage infrastructure: backends (local disk, S3) and streaming copies.
+No database here: the rows that point at stored objects belong to `app.artifacts`."""

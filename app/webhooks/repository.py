@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, case, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from app.jobs.schemas import WebhookStateOut
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
+from app.webhooks.schemas import WebhookStateOut
 
 PENDING, DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED = (
     "pending", "delivered", "dead", "canceled", "disabled", "superseded",

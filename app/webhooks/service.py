@@ -75,10 +75,6 @@ def client_secrets(client: Client, now: datetime) -> list[str]:
     return secrets
 
 
-def disabled_urls(client: Client) -> set[str]:
-    return set((client.settings or {}).get("disabled_webhook_urls", []))
-
-
 def create_event(
     session: Session, *, job_id: str, client: Client, url: str | None, event_type: str,
     data: dict[str, Any], now: datetime,
@@ -92,7 +88,7 @@ def create_event(
         {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data},
         separators=(",", ":"),
     )
-    status = repo.DISABLED if url in disabled_urls(client) else repo.PENDING
+    status = repo.DISABLED if url in client.disabled_webhook_urls else repo.PENDING
     if status == repo.PENDING and event_type != JobEvent.RUNNING:
         # A progress snapshot never sent is stale once a newer one, or the final one, exists.
         repo.supersede_unsent(session, job_id, JobEvent.PROGRESS, now)
@@ -424,7 +420,7 @@ def redeliver(session: Session, delivery_ids: Sequence[str]) -> list[str]:
     clients = {
         c.id: c for c in session.scalars(select(Client).where(Client.id.in_({t.client_id for t in targets})))
     }
-    allowed = [t.id for t in targets if t.client_id in clients and t.url not in disabled_urls(clients[t.client_id])]
+    allowed = [t.id for t in targets if t.client_id in clients and t.url not in clients[t.client_id].disabled_webhook_urls]
     reopened = repo.reopen(session, allowed, utcnow())
     for delivery_id in reopened:
         enqueue(session, TaskName.DELIVER_WEBHOOK, delivery_id)

@@ -1,21 +1,18 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
-from sqlalchemy import select
 
+from app.artifacts import repository, retention, uploads
+from app.artifacts.schemas import DeletedArtifacts, UploadOut
 from app.core.deps import AdminDep, ClientDep, SessionDep
 from app.core.errors import AppError, NotFound, ServiceUnavailable, problem_responses
 from app.core.settings import get_settings
 from app.jobs import service as jobs
 from app.jobs.models import Job
-from app.storage import retention, uploads
 from app.storage.backends import StorageError, get_storage
-from app.storage.models import Artifact
 
 router = APIRouter(tags=["artifacts"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -27,22 +24,6 @@ class RangeNotSatisfiable(AppError):
 
 class ArtifactDeleted(AppError):
     status, code, title = 410, "artifact_deleted", "The artifact was deleted (retention expiry or an admin)"
-
-
-class DeletedArtifacts(BaseModel):
-    job_id: str
-    deleted: list[str] = Field(description="Names of the artifacts deleted now (empty if none were left)")
-
-
-class UploadOut(BaseModel):
-    id: str
-    filename: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    width: int | None
-    height: int | None
-    created_at: datetime
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -77,7 +58,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 )
 def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, client: ClientDep) -> Response:
     job = jobs.get_owned(session, client, job_id)
-    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job.id, Artifact.name == name))
+    artifact = repository.get(session, job.id, name)
     if artifact is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     if artifact.deleted_at is not None:

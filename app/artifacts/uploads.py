@@ -7,23 +7,23 @@ import secrets
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import repository
+from app.artifacts.models import Upload
 from app.clients.models import Client
 from app.core.clock import utcnow
 from app.core.errors import PayloadTooLarge, ValidationFailed
 from app.core.ids import new_id
 from app.core.settings import get_settings
 from app.storage.backends import get_storage
-from app.storage.models import Upload
-from app.storage.service import copy_stream
+from app.storage.copy import copy_stream
 
 IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
 def get_for_client(session: Session, client_id: str, upload_id: str) -> Upload | None:
-    return session.scalar(select(Upload).where(Upload.id == upload_id, Upload.client_id == client_id))
+    return repository.upload_for_client(session, client_id, upload_id)
 
 
 def sniff_image(head: bytes) -> tuple[str, int, int] | None:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import repository
+from app.artifacts.models import Artifact
 from app.clients.models import Client
 from app.core.clock import utcnow
 from app.core.db import session_scope
@@ -23,7 +24,6 @@ from app.core.settings import get_settings
 from app.jobs import repository as jobs_repo
 from app.jobs.states import Timeline
 from app.storage.backends import StorageError, get_storage
-from app.storage.models import Artifact
 
 log = structlog.get_logger(__name__)
 
@@ -57,12 +57,7 @@ def _delete(session: Session, artifacts: Sequence[Artifact], now: datetime, reas
 
 def delete_job_artifacts(session: Session, job_id: str, reason: str = "admin") -> list[str]:
     """Delete every stored result of a job now; the names deleted (none if already gone)."""
-    artifacts = session.scalars(
-        select(Artifact)
-        .where(Artifact.job_id == job_id, Artifact.deleted_at.is_(None))
-        .order_by(Artifact.name)
-        .with_for_update()
-    ).all()
+    artifacts = repository.live_for_job_locked(session, job_id)
     deleted = _delete(session, artifacts, utcnow(), reason)
     if len(deleted) < len(artifacts):
         raise StorageError(f"could not delete {len(artifacts) - len(deleted)} stored object(s) of job {job_id}")
@@ -76,13 +71,7 @@ def expire_due(max_batches: int = 20) -> dict[str, int]:
     for _ in range(max_batches):
         now = utcnow()
         with session_scope() as session:
-            batch = session.scalars(
-                select(Artifact)
-                .where(Artifact.expires_at <= now, Artifact.deleted_at.is_(None))
-                .order_by(Artifact.expires_at)
-                .limit(settings.artifact_expiry_batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
+            batch = repository.claim_expired(session, now, settings.artifact_expiry_batch_size)
             deleted = _delete(session, batch, now, "retention")
         expired += len(deleted)
         if len(batch) < settings.artifact_expiry_batch_size or not deleted:
