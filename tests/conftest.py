@@ -13,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -235,3 +236,63 @@ def s3_server():  # type: ignore[no-untyped-def]
     server = MotoS3(TMP).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_database(database: str) -> Iterator[str]:
+    """A second migrated database for in-process tests: the shared worker and beat of
+    this session (`pipeline`) act on the first one, and would race these tests."""
+    name = f"{DB_NAME}_own"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = TEST_ENV["COMETJOBS_DATABASE_URL"].rsplit("/", 1)[0] + f"/{name}"
+    from app.core.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def _using_database(url: str) -> Iterator[None]:
+    from app.core.db import reset_engine
+    from app.core.settings import get_settings
+
+    shared = os.environ["COMETJOBS_DATABASE_URL"]
+    os.environ["COMETJOBS_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    reset_engine()
+    try:
+        yield
+    finally:
+        os.environ["COMETJOBS_DATABASE_URL"] = shared
+        get_settings.cache_clear()
+        reset_engine()
+
+
+@pytest.fixture
+def own_db(private_database: str) -> Iterator[str]:
+    """This test's engine points at the private database, emptied first."""
+    with _using_database(private_database):
+        with psycopg.connect(private_database.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        yield private_database
+
+
+@pytest.fixture
+def inproc(own_db: str):  # type: ignore[no-untyped-def]
+    """The in-process pipeline (tests/support/inprocess.py): recorded publisher,
+    scripted upstream, frozen clock, private database."""
+    from app.core import queue
+    from app.core.clock import use_clock
+    from app.providers.http import use_upstream
+    from tests.support.inprocess import FakeUpstream, FrozenClock, Pipeline, RecordingPublisher
+
+    publisher, upstream, clock = RecordingPublisher(), FakeUpstream(), FrozenClock()
+    previous = queue.install(publisher)
+    try:
+        with use_clock(clock), use_upstream(upstream, upstream.aio):
+            yield Pipeline(publisher, upstream, clock)
+    finally:
+        queue.install(previous)

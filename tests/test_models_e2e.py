@@ -3,11 +3,13 @@ succeeds end to end against the emulator, with its artifacts stored."""
 
 from __future__ import annotations
 
-from app.providers.registry import catalog
+from app.providers.registry import catalog, load_catalog
 from tests.helpers import get_job, submit, wait_terminal
 from tests.support.waiting import wait_for
 
-MODELS = sorted(catalog())
+# The shipped catalogue's models (tests/models.toml adds test-only ones, such as models
+# whose deadlines are a few seconds: those would time out on a busy machine by design).
+MODELS = sorted(load_catalog())
 
 
 def test_every_example_input_succeeds_end_to_end(http, make_client):
@@ -15,7 +17,7 @@ def test_every_example_input_succeeds_end_to_end(http, make_client):
     failure message names every model that did not succeed and why."""
     client = make_client()
     models = {m["id"]: m for m in http.get("/v1/models", headers=client.headers).json()["data"]}
-    assert sorted(models) == MODELS
+    assert sorted(models) == sorted(catalog())
     jobs = {model_id: submit(http, client, model=model_id, input=models[model_id]["example_input"])["id"]
             for model_id in MODELS}
     problems = {}

@@ -1,26 +1,35 @@
-"""One event loop per worker process, kept between task runs, so the pooled
-async HTTP clients (and their keep-alive connections) survive from one beat
-tick to the next. Re-created after a fork."""
+"""One event loop per worker process, kept between task runs, so pooled async
+clients (and their keep-alive connections) survive from one beat tick to the
+next. Re-created after a fork."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import os
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
+
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closeable)
 _state: dict[str, Any] = {"pid": None}
+_resources: dict[str, Closeable] = {}
 
 
 def _runner() -> asyncio.Runner:
     if _state["pid"] != os.getpid():
         _state.clear()
+        _resources.clear()
         _state["pid"] = os.getpid()
         _state["runner"] = asyncio.Runner()
-    return _state["runner"]
+    runner: asyncio.Runner = _state["runner"]
+    return runner
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -28,25 +37,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return _runner().run(coro, context=contextvars.copy_context())
 
 
-def upstream_client() -> Any:
-    """The process's pooled AsyncCometAPI (created inside the running loop)."""
-    if "upstream" not in _state:
-        from app.providers.http import AsyncCometAPI
-
-        _state["upstream"] = AsyncCometAPI()
-    return _state["upstream"]
-
-
-def webhook_client() -> Any:
-    if "webhooks" not in _state:
-        from app.core.settings import get_settings
-        from app.webhooks.transport import make_client
-
-        settings = get_settings()
-        _state["webhooks"] = make_client(
-            settings.webhook_allowed_cidrs, settings.webhook_timeout.total_seconds(), settings.webhook_concurrency
-        )
-    return _state["webhooks"]
+def loop_resource(name: str, factory: Callable[[], C]) -> C:
+    """A client that lives as long as this process's loop: made on first use (inside the
+    running loop), closed by `shutdown()`."""
+    if _state.get("pid") != os.getpid():
+        _resources.clear()
+    if name not in _resources:
+        _resources[name] = factory()
+    resource: C = _resources[name]  # type: ignore[assignment]
+    return resource
 
 
 def shutdown() -> None:
@@ -55,13 +54,12 @@ def shutdown() -> None:
     runner: asyncio.Runner = _state["runner"]
 
     async def _close() -> None:
-        if "upstream" in _state:
-            await _state["upstream"].aclose()
-        if "webhooks" in _state:
-            await _state["webhooks"].aclose()
+        for resource in _resources.values():
+            await resource.aclose()
 
     try:
         runner.run(_close())
     finally:
         runner.close()
         _state.clear()
+        _resources.clear()

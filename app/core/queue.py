@@ -55,10 +55,10 @@ def producer(settings: Settings | None = None) -> CeleryPublisher:
 _installed: list[Publisher] = []
 
 
-def install(publisher: Publisher) -> Publisher | None:
-    """Make `publisher` the process's publisher; returns the one it replaces."""
+def install(publisher: Publisher | None) -> Publisher | None:
+    """Make `publisher` the process's publisher (None: none); returns the one it replaces."""
     previous = _installed[0] if _installed else None
-    _installed[:] = [publisher]
+    _installed[:] = [publisher] if publisher is not None else []
     return previous
 
 

@@ -41,7 +41,7 @@ def with_db_retry(fn: Callable[P, T], max_seconds: float) -> Callable[P, T]:
     return retry(
         retry=retry_if_exception(database_unavailable),
         stop=stop_after_delay(max_seconds),
-        wait=wait_exponential_jitter(initial=0.2, max=3),
+        wait=wait_exponential_jitter(multiplier=0.2, max=3),
         before_sleep=_log_retry,
         reraise=True,
     )(fn)

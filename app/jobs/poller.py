@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy.orm import Session
 
 from app.core import metrics
-from app.core.aio import run, upstream_client
+from app.core.aio import run
 from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
@@ -27,7 +27,7 @@ from app.jobs import repository as repo
 from app.jobs.states import ErrorSource, JobEvent, JobStatus, Timeline
 from app.jobs.transitions import announce_progress, fail, move, subscribed_events
 from app.providers.base import ModelSpec, PollResult, UpstreamState
-from app.providers.http import UpstreamError
+from app.providers.http import UpstreamError, async_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
 from app.webhooks.repository import last_created
 
@@ -61,7 +61,7 @@ def family_limits(settings: Settings) -> Limits:
 
 
 async def _poll_rows(rows: list[Any], settings: Settings, limits: Limits | None = None) -> list[Outcome]:
-    client = upstream_client()
+    client = async_client()
     limits = family_limits(settings) if limits is None else limits
 
     async def one(row: Any) -> list[Outcome]:

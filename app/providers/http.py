@@ -13,12 +13,13 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
 
+from app.core import aio
 from app.core.http_headers import retry_after_seconds
 from app.core.settings import Settings, get_settings
 from app.providers.base import UpstreamRequest
@@ -262,15 +263,59 @@ class AsyncCometAPI:
         await self.session.close()
 
 
+class Upstream(Protocol):
+    """What the pipeline needs from CometAPI, synchronously (submit, collect, late checks)."""
+
+    def call(self, req: UpstreamRequest) -> Any: ...
+
+    def stream(
+        self, req: UpstreamRequest | None = None, url: str | None = None
+    ) -> AbstractContextManager[StreamedBody]: ...
+
+
+class StreamedBody(Protocol):
+    headers: Mapping[str, str]
+
+    def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]: ...
+
+
+class AsyncUpstream(Protocol):
+    """... and asynchronously (the batched poller)."""
+
+    async def call(self, req: UpstreamRequest) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
 _sync: tuple[int, CometAPI] | None = None
+_substitute: list[tuple[Upstream, AsyncUpstream]] = []
 
 
-def sync_client() -> CometAPI:
-    """One pooled client per process (re-created after a fork)."""
+def sync_client() -> Upstream:
+    """One pooled client per process (re-created after a fork), unless substituted."""
     global _sync
+    if _substitute:
+        return _substitute[0][0]
     if _sync is None or _sync[0] != os.getpid():
         _sync = (os.getpid(), CometAPI())
     return _sync[1]
+
+
+def async_client() -> AsyncUpstream:
+    """The process's pooled AsyncCometAPI (made inside the running loop), unless substituted."""
+    if _substitute:
+        return _substitute[0][1]
+    return aio.loop_resource("upstream", AsyncCometAPI)
+
+
+@contextmanager
+def use_upstream(sync: Upstream, asynchronous: AsyncUpstream) -> Iterator[None]:
+    """Talk to a stand-in instead of CometAPI (in-process tests)."""
+    _substitute.insert(0, (sync, asynchronous))
+    try:
+        yield
+    finally:
+        _substitute.remove((sync, asynchronous))
 
 
 def reset_clients() -> None:

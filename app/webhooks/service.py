@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.clients.models import Client
 from app.core import metrics
+from app.core.aio import run
 from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
@@ -32,7 +33,7 @@ from app.core.tasks import TaskName
 from app.jobs.states import JobEvent
 from app.webhooks import repository as repo
 from app.webhooks import signing, ssrf
-from app.webhooks.transport import WebhookClient
+from app.webhooks.transport import WebhookClient, shared_client
 
 log = structlog.get_logger(__name__)
 STALE = "stale"
@@ -275,8 +276,6 @@ def _release(items: Sequence[Outgoing]) -> None:
 
 def deliver_one(delivery_id: str) -> str:
     """Send one delivery now if it is due and first in line for its job."""
-    from app.core.aio import run, webhook_client
-
     settings = get_settings()
     items, secrets = _claim(settings, 1, delivery_id)
     if not items:
@@ -284,7 +283,7 @@ def deliver_one(delivery_id: str) -> str:
     item = items[0]
 
     async def go() -> AttemptResult:
-        return await send(webhook_client(), settings, item, secrets.get(item.client_id, []))
+        return await send(shared_client(), settings, item, secrets.get(item.client_id, []))
 
     return _record(settings, [(item, run(go()))])[0]
 
@@ -292,8 +291,6 @@ def deliver_one(delivery_id: str) -> str:
 def deliver_due() -> dict[str, int]:
     """Send every due delivery, keeping up to `webhook_concurrency` in flight, for at
     most `webhook_budget`. Claims and records run in a thread, so sending never pauses."""
-    from app.core.aio import run
-
     return run(_pump(get_settings()))
 
 
@@ -312,10 +309,8 @@ class _Pump:
     RECORD_EVERY = 0.2
 
     def __init__(self, settings: Settings) -> None:
-        from app.core.aio import webhook_client
-
         self.settings = settings
-        self.http = webhook_client()
+        self.http = shared_client()
         self.capacity, self.batch = settings.webhook_concurrency, settings.webhook_batch_size
         # The next claim runs while the last one is being sent.
         self.window = max(self.capacity, self.batch) + self.batch

@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from app.core import aio
+from app.core.settings import get_settings
 from app.webhooks import ssrf
 
 
@@ -75,3 +77,11 @@ class WebhookClient:
 
 def make_client(allowed: Sequence[ssrf.IPNetwork], timeout: float, max_connections: int) -> WebhookClient:
     return WebhookClient(allowed, timeout, max_connections)
+
+
+def shared_client() -> WebhookClient:
+    """The worker process's client, kept for the life of its event loop."""
+    settings = get_settings()
+    return aio.loop_resource("webhooks", lambda: make_client(
+        settings.webhook_allowed_cidrs, settings.webhook_timeout.total_seconds(), settings.webhook_concurrency
+    ))

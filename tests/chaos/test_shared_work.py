@@ -44,26 +44,3 @@ def test_two_workers_share_polling_and_never_poll_a_job_twice_in_a_round(make_st
         return sum(int(n) for n in re.findall(r"poll_due\[[^\]]+\] succeeded in [^:]+: \{[^}]*'polled': (\d+)", worker.log()))
 
     assert polled(one) > 0 and polled(two) > 0, (polled(one), polled(two))
-
-
-def test_a_job_never_submitted_times_out_on_its_queue_deadline(make_stack):
-    stack = make_stack("queue")
-    stack.create_database()
-    stack.start_emulator()
-    stack.start_api()
-    # A worker for everything but submissions: the sweeper runs, nobody submits.
-    stack.start_worker("no-submit", "-Q", "maintenance,poll,collect,webhooks")
-    stack.start_beat()
-    client = stack.create_client("queue")
-    response = stack.http.post("/v1/jobs", headers=client["headers"],
-                               json={"model": "sora-2-quick-deadlines", "input": {"prompt": "waiting"}})
-    job_id = response.json()["id"]
-
-    def ended():
-        job = stack.http.get(f"/v1/jobs/{job_id}", headers=client["headers"]).json()
-        return job if job["status"] != "queued" else None
-
-    job = wait_for(ended, timeout=60, message="the queue deadline")
-    assert job["status"] == "timed_out"
-    assert job["error"]["code"] == "queue_timeout"
-    assert stack.emulator.stats()["creates"] == 0
