@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.providers.registry import adapter_for, load_catalog
+from app.providers.registry import CatalogError, adapter_for, load_catalog
 from app.providers.shared import catalogue_status
 
 HERE = Path(__file__).parent
@@ -36,3 +36,29 @@ class TestCatalogueLoadsAsBefore:
         assert sorted(now) == sorted(before)
         for model_id, entry in before.items():
             assert json.loads(json.dumps(now[model_id])) == entry, model_id
+
+
+def with_overlay(tmp_path: Path, text: str) -> dict:
+    overlay = tmp_path / "models.toml"
+    overlay.write_text(text)
+    return load_catalog(overlay)
+
+
+class TestLayers:
+    def test_family_values_sit_between_kind_and_model(self, tmp_path):
+        specs = with_overlay(tmp_path, '[families.veo]\npoll_interval = 7\n\n[models.veo3]\npoll_interval = 9\n')
+        assert (specs["veo3"].poll_interval, specs["veo3-fast"].poll_interval) == (9, 7)
+        assert specs["sora-2"].poll_interval == 10  # the video kind's default
+
+    def test_a_model_added_by_an_overlay_takes_its_familys_values(self, tmp_path):
+        specs = with_overlay(tmp_path, '[models."veo3-staging"]\nfamily = "veo"\nupstream_model = "veo3"\n')
+        staging, veo3 = specs["veo3-staging"], specs["veo3"]
+        assert (staging.kind, staging.unverified, staging.options) == (veo3.kind, veo3.unverified, veo3.options)
+
+    def test_a_family_can_be_switched_off(self, tmp_path):
+        specs = with_overlay(tmp_path, '[families.veo]\nenabled = false\n\n[models.veo3]\nenabled = true\n')
+        assert "veo3" in specs and "veo3-fast" not in specs
+
+    def test_a_model_with_no_kind_anywhere_is_refused(self, tmp_path):
+        with pytest.raises(CatalogError, match="'odd' has no kind"):
+            with_overlay(tmp_path, '[models.odd]\nfamily = "odd"\n')
