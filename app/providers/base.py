@@ -115,24 +115,11 @@ class ValidationContext:
     get_upload: Callable[[str], Any]
 
 
-# CometAPI's own task wrapper (Midjourney, Suno, Runway's wrapped answers, Kling Omni's
-# first shape) reports these words, in upper or lower case.
-COMETAPI_TASK_STATUSES: Mapping[str, UpstreamState] = {
-    "not_start": UpstreamState.PENDING,
-    "submitted": UpstreamState.PENDING,
-    "queued": UpstreamState.PENDING,
-    "in_progress": UpstreamState.RUNNING,
-    "success": UpstreamState.SUCCEEDED,
-    "failure": UpstreamState.FAILED,
-}
-
-
 class Adapter:
     """Base class: subclasses set `family` and `input_model` and override the hooks."""
 
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
-    status_map: ClassVar[Mapping[str, UpstreamState]] = {}
     # > 0 when the family has a batch fetch endpoint: the poller then asks for up to
     # this many tasks in one call (build_batch_poll / parse_batch_poll).
     batch_poll_size: ClassVar[int] = 0
@@ -176,14 +163,18 @@ class Adapter:
     def constraints(self, spec: ModelSpec) -> dict[str, Any]:
         return dict(spec.options)
 
-    def map_status(self, raw: str | None) -> UpstreamState:
-        if raw is None:
-            return UpstreamState.UNKNOWN
-        state = self.status_map.get(raw) or self.status_map.get(raw.lower())
-        if state is None:
-            _log_unknown_status_once(self.family, raw)
-            return UpstreamState.UNKNOWN
-        return state
+
+def upstream_state(spec: ModelSpec, word: str | None) -> UpstreamState:
+    """An upstream status word in our vocabulary, from the model's catalogue `statuses`;
+    an unknown word means keep polling."""
+    if word is None:
+        return UpstreamState.UNKNOWN
+    table: Mapping[str, str] = spec.option("statuses") or {}
+    state = table.get(word) or table.get(word.lower())
+    if state is None:
+        _log_unknown_status_once(spec.family, word)
+        return UpstreamState.UNKNOWN
+    return UpstreamState(state)
 
 
 _seen_unknown: set[tuple[str, str]] = set()

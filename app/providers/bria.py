@@ -28,8 +28,9 @@ from app.providers.base import (
     UpstreamState,
     ValidationContext,
     first,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, uploads_among
+from app.providers.shared import Problems, inline_image, uploads_among
 
 FIELDS = ("operation", "prompt", "negative_prompt", "image", "mask", "aspect_ratio", "seed")
 IMAGE_FIELDS = ("image", "mask")
@@ -55,13 +56,6 @@ class BriaInput(BaseModel):
 class BriaAdapter(Adapter):
     family = "bria"
     input_model = BriaInput
-    status_map = {
-        "IN_PROGRESS": UpstreamState.RUNNING,
-        "COMPLETED": UpstreamState.SUCCEEDED,
-        "ERROR": UpstreamState.FAILED,
-        # Bria's UNKNOWN is its own "cannot tell yet": keep asking.
-        "UNKNOWN": UpstreamState.UNKNOWN,
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = BriaInput.model_validate(raw)
@@ -114,7 +108,7 @@ class BriaAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, payload=body)
         if state is UpstreamState.FAILED:
             error = body.get("error")

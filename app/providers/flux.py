@@ -26,6 +26,7 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.shared import Problems, inline_image, uploads_among
 
@@ -59,14 +60,6 @@ class FluxInput(BaseModel):
 class FluxAdapter(Adapter):
     family = "flux"
     input_model = FluxInput
-    status_map = {
-        "Pending": UpstreamState.RUNNING,
-        "Ready": UpstreamState.SUCCEEDED,
-        "Task not found": UpstreamState.FAILED,
-        "Request Moderated": UpstreamState.FAILED,
-        "Content Moderated": UpstreamState.FAILED,
-        "Error": UpstreamState.FAILED,
-    }
     error_codes = {
         "Task not found": "task_not_found",
         "Request Moderated": "moderation_blocked",
@@ -117,7 +110,7 @@ class FluxAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         sample = body.get("result") if isinstance(body.get("result"), dict) else {}
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,

@@ -20,7 +20,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -33,8 +32,9 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, numbered, uploads_among
+from app.providers.shared import Problems, inline_image, numbered, uploads_among
 
 IMAGE_FIELDS = ("image", "image_tail")
 
@@ -100,13 +100,6 @@ class KlingInput(BaseModel):
 class KlingAdapter(Adapter):
     family = "kling"
     input_model = KlingInput
-    status_map = {
-        "submitted": UpstreamState.PENDING,
-        "processing": UpstreamState.RUNNING,
-        "succeed": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        **COMETAPI_TASK_STATUSES,  # the Omni query's first shape
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = KlingInput.model_validate(raw)
@@ -171,7 +164,7 @@ class KlingAdapter(Adapter):
         if not isinstance(data, dict):
             raise ValueError(f"Kling answered code {body.get('code')}: {body.get('message')}")
         raw = first(data, "task_status", "status", "data.task_status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(data.get("progress")), payload=body,
             started_at=parse_timestamp(first(data, "start_time", "created_at", "data.created_at")),

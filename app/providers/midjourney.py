@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -29,6 +28,7 @@ from app.providers.base import (
     ValidationContext,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.http import UpstreamError
 from app.providers.shared import Problems
@@ -82,12 +82,6 @@ class MidjourneyAdapter(Adapter):
     family = "midjourney"
     input_model = MidjourneyInput
     batch_poll_size = 50
-    status_map = {
-        **COMETAPI_TASK_STATUSES,
-        # MODAL stops the task until a form is submitted, which jobs do not do.
-        "MODAL": UpstreamState.FAILED,
-        "CANCEL": UpstreamState.FAILED,
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = MidjourneyInput.model_validate(raw)
@@ -179,7 +173,7 @@ class MidjourneyAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
             started_at=parse_timestamp(body.get("startTime")), finished_at=parse_timestamp(body.get("finishTime")),

@@ -30,8 +30,9 @@ from app.providers.base import (
     ValidationContext,
     first,
     parse_progress,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, result_url, uploads_among
+from app.providers.shared import Problems, inline_image, result_url, uploads_among
 
 
 class MiniMaxInput(BaseModel):
@@ -112,7 +113,7 @@ class MiniMaxAdapter(Adapter):
         refused = _refusal(body)
         if raw is None and refused is not None:
             raise ValueError(f"MiniMax answered status code {refused[0]}: {refused[1]}")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
         if state is UpstreamState.FAILED:
             result.error_code = f"minimax_{refused[0]}" if refused else "generation_failed"

@@ -27,6 +27,7 @@ from app.providers.base import (
     UpstreamState,
     ValidationContext,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.shared import Problems, numbered
 
@@ -68,14 +69,6 @@ def _output_urls(output: Any) -> list[tuple[str, str]]:
 class ReplicateAdapter(Adapter):
     family = "replicate"
     input_model = ReplicateInput
-    status_map = {
-        "starting": UpstreamState.PENDING,
-        "processing": UpstreamState.RUNNING,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "canceled": UpstreamState.FAILED,
-        "aborted": UpstreamState.FAILED,
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = ReplicateInput.model_validate(raw)
@@ -111,7 +104,7 @@ class ReplicateAdapter(Adapter):
         prediction_id = body.get("id")
         if not prediction_id:
             raise ValueError(f"create answer has no id: {str(body)[:200]}")
-        state = self.map_status(body.get("status")) if body.get("status") else None
+        state = upstream_state(spec, body.get("status")) if body.get("status") else None
         immediate = self.parse_poll(spec, str(prediction_id), body) if state is UpstreamState.FAILED else None
         return CreateResult(upstream_id=str(prediction_id), immediate=immediate)
 
@@ -120,7 +113,7 @@ class ReplicateAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_log_progress(body.get("logs")), payload=body,
             started_at=parse_timestamp(body.get("started_at")), finished_at=parse_timestamp(body.get("completed_at")),

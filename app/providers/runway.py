@@ -19,7 +19,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
@@ -32,10 +31,10 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.shared import (
     Problems,
-    catalogue_status,
     inline_image,
     numbered,
     result_url,
@@ -74,16 +73,6 @@ class RunwayInput(BaseModel):
 class RunwayAdapter(Adapter):
     family = "runway"
     input_model = RunwayInput
-    status_map = {
-        # Runway's own task
-        "pending": UpstreamState.PENDING,
-        "throttled": UpstreamState.PENDING,
-        "running": UpstreamState.RUNNING,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-        **COMETAPI_TASK_STATUSES,  # the wrapped shape
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = RunwayInput.model_validate(raw)
@@ -158,7 +147,7 @@ class RunwayAdapter(Adapter):
             task = body
             raw, progress, reason = body.get("status"), _fraction(body.get("progress")), body.get("failure")
             times = (parse_timestamp(body.get("createdAt")), None)
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(progress), payload=body,
                             started_at=times[0], finished_at=times[1])
         if state is UpstreamState.FAILED:

@@ -31,8 +31,9 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, result_url, uploads_among
+from app.providers.shared import Problems, inline_image, result_url, uploads_among
 
 # Volcengine's text commands and their short forms, by our field names.
 FLAGS = {
@@ -86,7 +87,6 @@ def _flag_value(field: str, text: str) -> Any:
 class SeedanceAdapter(Adapter):
     family = "seedance"
     input_model = SeedanceInput
-    status_map = {"succeeded": UpstreamState.SUCCEEDED}
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = SeedanceInput.model_validate(raw)
@@ -162,7 +162,7 @@ class SeedanceAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
                             started_at=parse_timestamp(body.get("created_at")))
         if state in (UpstreamState.SUCCEEDED, UpstreamState.FAILED):

@@ -1,19 +1,17 @@
 """Pieces the video adapters share: collecting field errors, checking image and
 video references, turning uploads into inline images, and reading catalogue-driven
-status words and result locations."""
+result locations."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from app.core.errors import FieldError, ValidationFailed
 from app.providers.base import (
-    Adapter,
     InputFile,
     ModelSpec,
-    UpstreamState,
     ValidationContext,
     first,
 )
@@ -82,17 +80,6 @@ def inline_image(ref: str, label: str, files: list[InputFile], data_uri: bool = 
                 encoded = base64.b64encode(fh.read()).decode()
             return f"data:{item.content_type};base64,{encoded}" if data_uri else encoded
     return ref
-
-
-def catalogue_status(adapter: Adapter, spec: ModelSpec, raw: str | None) -> UpstreamState:
-    """The model's `statuses` table in the catalogue first (for status words the docs do not
-    confirm), then the adapter's own; unknown words mean keep polling."""
-    table: Mapping[str, str] = spec.option("statuses") or {}
-    if raw is not None:
-        mapped = table.get(raw) or table.get(raw.lower())
-        if mapped:
-            return UpstreamState(mapped)
-    return adapter.map_status(raw)
 
 
 def result_url(body: Any, paths: Iterable[str]) -> str | None:

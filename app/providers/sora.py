@@ -27,6 +27,7 @@ from app.providers.base import (
     UpstreamState,
     ValidationContext,
     parse_progress,
+    upstream_state,
 )
 
 ALL_FORMAT_ONLY = (
@@ -152,15 +153,6 @@ def _timestamps_error(value: str) -> str | None:
 class SoraAdapter(Adapter):
     family = "sora"
     input_model = SoraInput
-    status_map = {
-        "queued": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "processing": UpstreamState.RUNNING,
-        "completed": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "expired": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = SoraInput.model_validate(raw)
@@ -276,7 +268,7 @@ class SoraAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
         if state is UpstreamState.FAILED:
             error = body.get("error") or {}

@@ -31,9 +31,10 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import Problems, catalogue_status, numbered
+from app.providers.shared import Problems, numbered
 
 MUSIC_FIELDS = (
     "mode", "gpt_description_prompt", "make_instrumental", "prompt", "tags", "title",
@@ -92,8 +93,6 @@ class SunoAdapter(Adapter):
     family = "suno"
     input_model = SunoInput
     batch_poll_size = 50
-    # Only IN_PROGRESS is documented; the rest of the vocabulary is the catalogue's `statuses`.
-    status_map = {"IN_PROGRESS": UpstreamState.RUNNING}
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = SunoInput.model_validate(raw)
@@ -217,7 +216,7 @@ class SunoAdapter(Adapter):
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         task = _task(body)
         raw = task.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(task.get("progress")), payload=dict(task),
             started_at=parse_timestamp(task.get("start_time")), finished_at=parse_timestamp(task.get("finish_time")),

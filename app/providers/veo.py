@@ -27,8 +27,9 @@ from app.providers.base import (
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, result_url
+from app.providers.shared import Problems, result_url
 
 
 def _as_list(value: Any) -> Any:
@@ -56,17 +57,6 @@ class VeoInput(BaseModel):
 class VeoAdapter(Adapter):
     family = "veo"
     input_model = VeoInput
-    status_map = {
-        "queued": UpstreamState.PENDING,
-        "pending": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "processing": UpstreamState.RUNNING,
-        "completed": UpstreamState.SUCCEEDED,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-        "expired": UpstreamState.FAILED,
-    }
 
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
         data = VeoInput.model_validate(raw)
@@ -107,7 +97,7 @@ class VeoAdapter(Adapter):
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
             started_at=parse_timestamp(body.get("created_at")), finished_at=parse_timestamp(body.get("completed_at")),

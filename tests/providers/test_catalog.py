@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from app.providers.registry import CatalogError, adapter_for, load_catalog
-from app.providers.shared import catalogue_status
+from app.providers.base import UpstreamState, upstream_state
+from app.providers.registry import CatalogError, load_catalog
 
 HERE = Path(__file__).parent
 BEFORE = json.loads((HERE / "catalog_before.json").read_text())
@@ -20,8 +21,7 @@ def loaded(extra: Path | None) -> dict:
     for model_id, spec in load_catalog(extra).items():
         entry = {k: v for k, v in spec.__dict__.items() if k != "options"}
         entry["options"] = {k: v for k, v in spec.options.items() if k != "statuses"}
-        adapter = adapter_for(spec)
-        entry["states"] = {w: str(catalogue_status(adapter, spec, w)) for w in BEFORE["shipped"].get(
+        entry["states"] = {w: str(upstream_state(spec, w)) for w in BEFORE["shipped"].get(
             model_id, BEFORE["with_overlay"].get(model_id, {})).get("states", {})}
         out[model_id] = entry
     return out
@@ -62,3 +62,36 @@ class TestLayers:
     def test_a_model_with_no_kind_anywhere_is_refused(self, tmp_path):
         with pytest.raises(CatalogError, match="'odd' has no kind"):
             with_overlay(tmp_path, '[models.odd]\nfamily = "odd"\n')
+
+
+class TestStatusWords:
+    def test_a_family_adds_its_own_words_to_a_shared_table(self):
+        specs = load_catalog()
+        assert upstream_state(specs["midjourney"], "SUCCESS") is UpstreamState.SUCCEEDED  # cometapi_task, upper case
+        assert upstream_state(specs["midjourney"], "MODAL") is UpstreamState.FAILED  # the family's own
+        assert upstream_state(specs["kling-omni-video"], "in_progress") is UpstreamState.RUNNING
+
+    def test_an_overlay_corrects_a_familys_words(self, tmp_path):
+        specs = with_overlay(tmp_path, '[families.veo]\nstatuses = { rendering = "running" }\n')
+        assert upstream_state(specs["veo3"], "rendering") is UpstreamState.RUNNING
+        assert upstream_state(specs["veo3"], "queued") is UpstreamState.UNKNOWN
+
+    def test_an_unknown_word_is_logged_once_per_family(self):
+        specs = load_catalog()
+        with capture_logs() as logs:
+            for model in ("sora-2", "sora-2-pro", "veo3"):
+                assert upstream_state(specs[model], "defrosting") is UpstreamState.UNKNOWN
+        assert [(e["family"], e["status_word"]) for e in logs] == [("sora", "defrosting"), ("veo", "defrosting")]
+
+    def test_a_word_mapped_to_unknown_is_not_logged(self):
+        with capture_logs() as logs:
+            assert upstream_state(load_catalog()["bria-edit"], "UNKNOWN") is UpstreamState.UNKNOWN
+        assert logs == []
+
+    @pytest.mark.parametrize(("text", "message"), [
+        ('[families.veo]\nstatus_tables = ["nope"]\n', "status table 'nope'"),
+        ('[families.veo]\nstatuses = { queued = "waiting" }\n', "'waiting' is not a valid UpstreamState"),
+    ])
+    def test_a_table_that_cannot_be_read_is_refused_at_load(self, tmp_path, text, message):
+        with pytest.raises(CatalogError, match=message):
+            with_overlay(tmp_path, text)
