@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, final
 
 import structlog
 from pydantic import BaseModel
+
+from app.core.errors import FieldError, ValidationFailed
 
 log = structlog.get_logger(__name__)
 
@@ -115,8 +117,64 @@ class ValidationContext:
     get_upload: Callable[[str], Any]
 
 
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+URL_SCHEMES = ("https://", "http://")
+
+
+class Problems:
+    """Every problem with one input, each naming its field, raised together."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.errors: list[FieldError] = []
+
+    def add(self, field: str, message: str, code: str = "invalid") -> None:
+        self.errors.append(FieldError(field=f"input.{field}", message=message, code=code))
+
+    def choice(self, field: str, value: Any, allowed: Iterable[Any]) -> None:
+        options = [str(a) for a in allowed]
+        if str(value) not in options:
+            self.add(field, f"{value!r} is not allowed for {self.spec.id}; choose one of {', '.join(options)}",
+                     "not_allowed")
+
+    def unsupported(self, data: Any, allowed_fields: Iterable[str], all_fields: Iterable[str]) -> None:
+        allowed = set(allowed_fields)
+        for name in all_fields:
+            if name not in allowed and getattr(data, name, None) is not None:
+                self.add(name, f"not supported by {self.spec.id}", "unsupported_field")
+
+    def max_length(self, field: str, value: str | None, limit: int | None) -> None:
+        if value is not None and limit is not None and len(value) > limit:
+            self.add(field, f"at most {limit} characters for {self.spec.id}; this has {len(value)}", "too_long")
+
+    def image(self, field: str, ref: str, ctx: ValidationContext) -> Any:
+        """An `upl_...` upload of the caller's that is an image, or an http(s) URL; returns
+        the upload when it is one (for further checks, e.g. its dimensions)."""
+        if ref.startswith("upl_"):
+            upload = ctx.get_upload(ref)
+            if upload is None:
+                self.add(field, f"no upload {ref} of yours exists", "not_found")
+            elif upload.content_type not in IMAGE_TYPES:
+                self.add(field, f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required",
+                         "not_an_image")
+            else:
+                return upload
+        elif not ref.startswith(URL_SCHEMES):
+            self.add(field, "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
+        return None
+
+    def url(self, field: str, ref: str, what: str = "video") -> None:
+        if not ref.startswith(URL_SCHEMES):
+            self.add(field, f"must be an http(s) URL of a {what}", "invalid_url")
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in self.errors), errors=self.errors)
+
+
 class Adapter:
-    """Base class: subclasses set `family` and `input_model` and override the hooks."""
+    """Base class: subclasses set `family` and `input_model` and override the hooks:
+    `check` for the input rules, then the upstream calls (`build_*` / `parse_*`)."""
 
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
@@ -124,9 +182,22 @@ class Adapter:
     # this many tasks in one call (build_batch_poll / parse_batch_poll).
     batch_poll_size: ClassVar[int] = 0
 
+    @final
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        model = self.input_model.model_validate(raw, context={"spec": spec, "ctx": ctx})
-        return model.model_dump(mode="json", exclude_none=True)
+        """The input a job stores, or ValidationFailed naming every problem at once (pydantic's
+        ValidationError when `raw` does not even fit `input_model`)."""
+        data = self.input_model.model_validate(raw)
+        job_input = data.model_dump(mode="json", exclude_none=True)
+        problems = Problems(spec)
+        self.check(spec, data, job_input, ctx, problems)
+        problems.raise_if_any()
+        return job_input
+
+    def check(
+        self, spec: ModelSpec, data: Any, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
+        """Add every problem with `data` (an `input_model`) to `problems`, and complete
+        `job_input` (the input as given) with what the job must remember, e.g. defaults."""
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         """(multipart field, reference) pairs the create call needs resolved to files."""

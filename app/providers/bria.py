@@ -24,13 +24,14 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
     first,
     upstream_state,
 )
-from app.providers.shared import Problems, inline_image, uploads_among
+from app.providers.shared import inline_image, uploads_among
 
 FIELDS = ("operation", "prompt", "negative_prompt", "image", "mask", "aspect_ratio", "seed")
 IMAGE_FIELDS = ("image", "mask")
@@ -57,16 +58,16 @@ class BriaAdapter(Adapter):
     family = "bria"
     input_model = BriaInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = BriaInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: BriaInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         operations: Mapping[str, list[str]] = spec.option("operations") or {}
         if operations:
             if data.operation is None:
                 problems.add("operation", f"required; one of {', '.join(operations)}", "missing")
-                problems.raise_if_any()
+                return
             problems.choice("operation", data.operation, operations)
-            needed = operations.get(data.operation or "", [])
+            needed = operations.get(data.operation, [])
             allowed = {"operation", *needed, *spec.option("optional_fields", [])}
         else:
             needed = ["prompt"]
@@ -80,8 +81,6 @@ class BriaAdapter(Adapter):
         for name in IMAGE_FIELDS:
             if getattr(data, name) is not None:
                 problems.image(name, getattr(data, name), ctx)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([(name, job_input.get(name)) for name in IMAGE_FIELDS])

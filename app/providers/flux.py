@@ -20,6 +20,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -28,7 +29,7 @@ from app.providers.base import (
     parse_timestamp,
     upstream_state,
 )
-from app.providers.shared import Problems, inline_image, uploads_among
+from app.providers.shared import inline_image, uploads_among
 
 FIELDS = (
     "width", "height", "aspect_ratio", "seed", "steps", "guidance", "output_format", "safety_tolerance",
@@ -66,9 +67,9 @@ class FluxAdapter(Adapter):
         "Content Moderated": "moderation_blocked",
     }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = FluxInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: FluxInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         problems.unsupported(data, spec.option("fields", []), FIELDS)
         multiple = spec.option("size_multiple", 32)
         low, high = spec.option("size_range", [256, 1440])
@@ -85,8 +86,6 @@ class FluxAdapter(Adapter):
                 problems.add(name, f"must be from {bounds[0]:g} to {bounds[1]:g} for {spec.id}", "out_of_range")
         if data.input_image is not None:
             problems.image("input_image", data.input_image, ctx)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([("input_image", job_input.get("input_image"))])

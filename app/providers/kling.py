@@ -26,6 +26,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -34,7 +35,7 @@ from app.providers.base import (
     parse_timestamp,
     upstream_state,
 )
-from app.providers.shared import Problems, inline_image, numbered, uploads_among
+from app.providers.shared import inline_image, numbered, uploads_among
 
 IMAGE_FIELDS = ("image", "image_tail")
 
@@ -101,28 +102,25 @@ class KlingAdapter(Adapter):
     family = "kling"
     input_model = KlingInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = KlingInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: KlingInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         fields = spec.option("fields", [])
         problems.unsupported(data, fields, KlingInput.model_fields)
-        out = data.model_dump(mode="json", exclude_none=True)
         if data.prompt is None and spec.option("image") != "required":
             problems.add("prompt", "Field required", "missing")
         problems.max_length("prompt", data.prompt, spec.option("prompt_max"))
         problems.max_length("negative_prompt", data.negative_prompt, spec.option("negative_prompt_max"))
         for name, allowed in (("aspect_ratio", "aspect_ratios"), ("mode", "modes"), ("duration", "durations")):
             if name in fields:
-                value = out.get(name) or spec.option(f"default_{name}")
+                value = job_input.get(name) or spec.option(f"default_{name}")
                 problems.choice(name, value, spec.option(allowed, []))
-                out[name] = value
+                job_input[name] = value
         if spec.option("image") == "required" and data.image is None:
             problems.add("image", f"{spec.id} needs a first-frame image", "missing")
         for name in IMAGE_FIELDS:
             if name in fields and getattr(data, name) is not None:
                 problems.image(name, getattr(data, name), ctx)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among((name, job_input.get(name)) for name in IMAGE_FIELDS)

@@ -23,6 +23,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -31,7 +32,6 @@ from app.providers.base import (
     upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import Problems
 
 # Submit answers other than `code: 1` follow the midjourney-proxy convention CometAPI's
 # MJ API is built on (third-party, UNVERIFIED): 21 existing task / modal wait and 22
@@ -83,15 +83,14 @@ class MidjourneyAdapter(Adapter):
     input_model = MidjourneyInput
     batch_poll_size = 50
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = MidjourneyInput.model_validate(raw)
-        problems = Problems(spec)
-        is_action = data.parent_job_id is not None or data.button is not None
-        if not is_action:
+    def check(
+        self, spec: ModelSpec, data: MidjourneyInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
+        if data.parent_job_id is None and data.button is None:
             if data.prompt is None:
                 problems.add("prompt", "required for an imagine (or give parent_job_id and button)", "missing")
-            problems.raise_if_any()
-            return data.model_dump(mode="json", exclude_none=True)
+            return
         if data.prompt is not None:
             problems.add("prompt", "an action takes no prompt; it acts on the parent's result", "unsupported_field")
         if data.parent_job_id is None or data.button is None:
@@ -99,8 +98,6 @@ class MidjourneyAdapter(Adapter):
             problems.add(missing, "parent_job_id and button must be given together", "missing")
         else:
             self._check_parent(spec, data.parent_job_id, data.button, ctx, problems)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def _check_parent(self, spec: ModelSpec, parent_id: str, wanted: str, ctx: ValidationContext,
                       problems: Problems) -> None:

@@ -25,6 +25,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -32,7 +33,7 @@ from app.providers.base import (
     parse_progress,
     upstream_state,
 )
-from app.providers.shared import Problems, inline_image, result_url, uploads_among
+from app.providers.shared import inline_image, result_url, uploads_among
 
 
 class MiniMaxInput(BaseModel):
@@ -59,23 +60,21 @@ class MiniMaxAdapter(Adapter):
     family = "minimax"
     input_model = MiniMaxInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = MiniMaxInput.model_validate(raw)
-        problems = Problems(spec)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: MiniMaxInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         for field, allowed in (("duration", "durations"), ("resolution", "resolutions")):
-            out.setdefault(field, spec.option(f"default_{field}"))
-            problems.choice(field, out[field], spec.option(allowed, []))
-        longest = (spec.option("max_duration_by_resolution") or {}).get(out["resolution"])
-        if longest is not None and int(out["duration"]) > int(longest):
-            problems.add("duration", f"{out['resolution']} allows at most {longest} seconds on {spec.id}",
+            job_input.setdefault(field, spec.option(f"default_{field}"))
+            problems.choice(field, job_input[field], spec.option(allowed, []))
+        longest = (spec.option("max_duration_by_resolution") or {}).get(job_input["resolution"])
+        if longest is not None and int(job_input["duration"]) > int(longest):
+            problems.add("duration", f"{job_input['resolution']} allows at most {longest} seconds on {spec.id}",
                          "not_allowed")
         if data.first_frame_image is not None:
             if not spec.option("first_frame", True):
                 problems.add("first_frame_image", f"not supported by {spec.id}", "unsupported_field")
             problems.image("first_frame_image", data.first_frame_image, ctx)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([("first_frame_image", job_input.get("first_frame_image"))])

@@ -23,13 +23,14 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
     parse_timestamp,
     upstream_state,
 )
-from app.providers.shared import Problems, numbered
+from app.providers.shared import numbered
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
 # tqdm progress lines in the prediction's logs: " 58%|█████▊    | 29/50 [...]"
@@ -70,10 +71,10 @@ class ReplicateAdapter(Adapter):
     family = "replicate"
     input_model = ReplicateInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = ReplicateInput.model_validate(raw)
-        problems = Problems(spec)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: ReplicateInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         if spec.option("any_model"):
             if data.model is None:
                 problems.add("model", f"required by {spec.id}: the Replicate model to run, as owner/name", "missing")
@@ -88,8 +89,6 @@ class ReplicateAdapter(Adapter):
         for name in spec.option("required_inputs", []):
             if data.input.get(name) in (None, ""):
                 problems.add(f"input.{name}", f"required by {spec.upstream_model}", "missing")
-        problems.raise_if_any()
-        return out
 
     def _model(self, spec: ModelSpec, job_input: Mapping[str, Any]) -> str:
         return str(job_input["model"]) if spec.option("any_model") else spec.upstream_model

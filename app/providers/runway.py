@@ -25,6 +25,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -34,7 +35,6 @@ from app.providers.base import (
     upstream_state,
 )
 from app.providers.shared import (
-    Problems,
     inline_image,
     numbered,
     result_url,
@@ -74,28 +74,25 @@ class RunwayAdapter(Adapter):
     family = "runway"
     input_model = RunwayInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = RunwayInput.model_validate(raw)
-        problems = Problems(spec)
-        problems.unsupported(data, spec.option("fields", []), RunwayInput.model_fields)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: RunwayInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
+        fields = spec.option("fields", [])
+        problems.unsupported(data, fields, RunwayInput.model_fields)
         for name in spec.option("required", []):
             if getattr(data, name) is None:
                 problems.add(name, f"{spec.id} needs {name}", "missing")
-        fields = spec.option("fields", [])
         for name, allowed in (("ratio", "ratios"), ("duration", "durations")):
             if name in fields:
-                value = out.get(name, spec.option(f"default_{name}"))
+                value = job_input.get(name, spec.option(f"default_{name}"))
                 problems.choice(name, value, spec.option(allowed, []))
-                out[name] = value
+                job_input[name] = value
         if data.image is not None:
             problems.image("image", data.image, ctx)
         for index, ref in enumerate(data.references or []):
             problems.image(f"references.{index}", ref, ctx)
         if data.video is not None:
             problems.url("video", data.video)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         refs = [("image", job_input.get("image"))]

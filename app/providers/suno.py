@@ -25,6 +25,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -34,7 +35,7 @@ from app.providers.base import (
     upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import Problems, numbered
+from app.providers.shared import numbered
 
 MUSIC_FIELDS = (
     "mode", "gpt_description_prompt", "make_instrumental", "prompt", "tags", "title",
@@ -94,23 +95,21 @@ class SunoAdapter(Adapter):
     input_model = SunoInput
     batch_poll_size = 50
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = SunoInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: SunoInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         if spec.option("action") == "LYRICS":
             problems.unsupported(data, {"prompt"}, MUSIC_FIELDS)
             if data.prompt is None:
                 problems.add("prompt", "required: what the lyrics are about", "missing")
             problems.max_length("prompt", data.prompt, spec.option("lyrics_prompt_max_length"))
-            problems.raise_if_any()
-            return data.model_dump(mode="json", exclude_none=True)
+            return
 
         mode = data.mode or self._infer_mode(data)
         for name in MUSIC_FIELDS:
             if name not in MODE_FIELDS[mode] and getattr(data, name) is not None:
                 problems.add(name, f"not used in {mode} mode", "unsupported_field")
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["mode"] = mode
+        job_input["mode"] = mode
         if mode == "inspiration" and data.gpt_description_prompt is None:
             problems.add("gpt_description_prompt", "required in inspiration mode", "missing")
         if mode == "custom":
@@ -121,14 +120,12 @@ class SunoAdapter(Adapter):
                 if getattr(data, name) is None:
                     problems.add(name, "required in custom mode", "missing")
         if mode == "continuation":
-            self._check_continuation(data, out, ctx, problems)
+            self._check_continuation(data, job_input, ctx, problems)
         problems.max_length("gpt_description_prompt", data.gpt_description_prompt,
                             spec.option("description_max_length"))
         problems.max_length("prompt", data.prompt, spec.option("prompt_max_length"))
         problems.max_length("tags", data.tags, spec.option("tags_max_length"))
         problems.max_length("title", data.title, spec.option("title_max_length"))
-        problems.raise_if_any()
-        return out
 
     @staticmethod
     def _infer_mode(data: SunoInput) -> str:

@@ -21,6 +21,7 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
@@ -29,7 +30,7 @@ from app.providers.base import (
     parse_timestamp,
     upstream_state,
 )
-from app.providers.shared import Problems, result_url
+from app.providers.shared import result_url
 
 
 def _as_list(value: Any) -> Any:
@@ -58,9 +59,9 @@ class VeoAdapter(Adapter):
     family = "veo"
     input_model = VeoInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = VeoInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: VeoInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         size = data.size or spec.option("default_size")
         problems.choice("size", size, spec.option("sizes", []))
         references = data.input_reference or []
@@ -70,12 +71,9 @@ class VeoAdapter(Adapter):
                          f"got {len(references)}", "too_many")
         for index, ref in enumerate(references):
             problems.image(f"input_reference.{index}", ref, ctx)
-        problems.raise_if_any()
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["size"] = size
+        job_input["size"] = size
         if not references:
-            out.pop("input_reference", None)
-        return out
+            job_input.pop("input_reference", None)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return [("input_reference", ref) for ref in job_input.get("input_reference", [])]
