@@ -178,6 +178,8 @@ class Adapter:
 
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
+    # False for the synchronous families: the create answer is the result, there is no task to poll.
+    pollable: ClassVar[bool] = True
     # > 0 when the family has a batch fetch endpoint: the poller then asks for up to
     # this many tasks in one call (build_batch_poll / parse_batch_poll).
     batch_poll_size: ClassVar[int] = 0

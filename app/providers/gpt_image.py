@@ -49,6 +49,7 @@ class GptImageInput(BaseModel):
 class GptImageAdapter(Adapter):
     family = "gpt_image"
     input_model = GptImageInput
+    pollable = False
 
     def check(
         self, spec: ModelSpec, data: GptImageInput, job_input: dict[str, Any], ctx: ValidationContext,

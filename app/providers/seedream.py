@@ -79,6 +79,7 @@ def size_problem(spec: ModelSpec, size: str) -> str | None:
 class SeedreamAdapter(Adapter):
     family = "seedream"
     input_model = SeedreamInput
+    pollable = False
 
     def check(
         self, spec: ModelSpec, data: SeedreamInput, job_input: dict[str, Any], ctx: ValidationContext,

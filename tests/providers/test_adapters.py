@@ -18,3 +18,18 @@ class TestValidationFrame:
         adapter = type(ADAPTERS[family])
         assert adapter.validate is Adapter.validate
         assert adapter.check is not Adapter.check
+
+
+class TestPollable:
+    def test_only_the_synchronous_families_have_nothing_to_poll(self):
+        assert sorted(f for f, adapter in ADAPTERS.items() if not adapter.pollable) == ["gpt_image", "seedream"]
+
+    @pytest.mark.parametrize("model", sorted(load_catalog()))
+    def test_build_poll_refuses_only_what_is_not_pollable(self, model):
+        spec = load_catalog()[model]
+        adapter = adapter_for(spec)
+        if adapter.pollable:
+            assert adapter.build_poll(spec, "task_1").method in ("GET", "POST")
+        else:
+            with pytest.raises(NotImplementedError):
+                adapter.build_poll(spec, "task_1")
