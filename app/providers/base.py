@@ -7,6 +7,7 @@ vocabulary. It never performs I/O; the pipeline does that.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ class UpstreamState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     UNKNOWN = "unknown"
+
+
+class UnreadableAnswer(ValueError):
+    """An upstream answer (create, poll or batch poll) whose shape the adapter cannot read."""
+
+    # A ValueError only so that the callers in app/jobs, which catch ValueError today, keep
+    # treating it as an unreadable answer; once they catch UnreadableAnswer, drop the base.
 
 
 @dataclass(frozen=True)
@@ -237,11 +245,13 @@ class Adapter:
         return dict(spec.options)
 
 
-def upstream_state(spec: ModelSpec, word: str | None) -> UpstreamState:
+def upstream_state(spec: ModelSpec, word: Any) -> UpstreamState:
     """An upstream status word in our vocabulary, from the model's catalogue `statuses`;
     an unknown word means keep polling."""
     if word is None:
         return UpstreamState.UNKNOWN
+    if not isinstance(word, str):
+        raise UnreadableAnswer(f"the status is not a word: {str(word)[:200]}")
     table: Mapping[str, str] = spec.option("statuses") or {}
     state = table.get(word) or table.get(word.lower())
     if state is None:
@@ -267,7 +277,7 @@ def parse_progress(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        number = float(value) if -1e300 < value < 1e300 else math.inf  # JSON integers outgrow floats
         if 0 < number < 1 and isinstance(value, float):
             number *= 100
     elif isinstance(value, str):
@@ -277,26 +287,38 @@ def parse_progress(value: Any) -> int | None:
         number = float(match.group(1))
     else:
         return None
+    if not math.isfinite(number):
+        return None
     return max(0, min(100, round(number)))
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """Unix seconds, Unix milliseconds or ISO 8601 strings, to aware UTC."""
+    """Unix seconds, Unix milliseconds or ISO 8601 strings, to aware UTC (None for other
+    values; UnreadableAnswer for a number no date can hold)."""
     if value in (None, "", 0):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 10**11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise UnreadableAnswer(f"time {value!r} is out of range") from None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return parse_timestamp(int(text))
+        if text.isdecimal():
+            return parse_timestamp(float(text))
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+def as_object(value: Any, what: str) -> Mapping[str, Any]:
+    """`value` when it is a JSON object; otherwise the answer is unreadable."""
+    if not isinstance(value, Mapping):
+        raise UnreadableAnswer(f"{what} is not an object: {str(value)[:200]}")
+    return value
 
 
 def first(mapping: Any, *paths: str) -> Any:

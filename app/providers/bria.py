@@ -25,9 +25,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     upstream_state,
 )
@@ -99,13 +101,14 @@ class BriaAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         request_id = first(body, "request_id", "data.request_id", "id")
         if not request_id or not isinstance(request_id, str | int):
-            raise ValueError(f"create answer has no request_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no request_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(request_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("status_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, payload=body)

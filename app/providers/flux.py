@@ -21,9 +21,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
@@ -101,13 +103,14 @@ class FluxAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         task_id = first(body, "id", "task_id", "data.id", "data.task_id")
         if not task_id or not isinstance(task_id, str | int):
-            raise ValueError(f"create answer has no task id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("result_path"), params={"id": upstream_id})
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         sample = body.get("result") if isinstance(body.get("result"), dict) else {}

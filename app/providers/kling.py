@@ -27,9 +27,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
@@ -140,8 +142,7 @@ class KlingAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("create_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
-        if not isinstance(body, dict):
-            raise ValueError(f"create answer is not an object: {str(body)[:200]}")
+        body = as_object(body, "the create answer")
         code = body.get("code", 0)
         task_id = first(body, "data.task_id")
         if code not in (0, "0", "success") and not task_id:
@@ -151,16 +152,16 @@ class KlingAdapter(Adapter):
             )
             return CreateResult(upstream_id=str(body.get("request_id") or ""), immediate=failed)
         if not task_id:
-            raise ValueError(f"create answer has no data.task_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no data.task_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
-        data = body.get("data")
+        data = as_object(body, "the answer").get("data")
         if not isinstance(data, dict):
-            raise ValueError(f"Kling answered code {body.get('code')}: {body.get('message')}")
+            raise UnreadableAnswer(f"Kling answered code {body.get('code')}: {body.get('message')}")
         raw = first(data, "task_status", "status", "data.task_status")
         state = upstream_state(spec, raw)
         result = PollResult(
@@ -178,6 +179,8 @@ class KlingAdapter(Adapter):
             result.progress = 100
             kind = spec.option("result", "videos")
             items = first(data, f"task_result.{kind}", f"data.task_result.{kind}") or []
+            if not isinstance(items, list):
+                raise UnreadableAnswer(f"task_result.{kind} is not a list: {str(items)[:200]}")
             name, content_type = ("video", "video/mp4") if kind == "videos" else ("image", "image/png")
             urls = [item["url"] for item in items if isinstance(item, dict) and item.get("url")]
             result.outputs = [

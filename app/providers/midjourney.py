@@ -24,14 +24,17 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_progress,
     parse_timestamp,
     upstream_state,
 )
 from app.providers.http import UpstreamError
+from app.providers.shared import batch_tasks
 
 # Submit answers other than `code: 1` follow the midjourney-proxy convention CometAPI's
 # MJ API is built on (third-party, UNVERIFIED): 21 existing task / modal wait and 22
@@ -139,13 +142,14 @@ class MidjourneyAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("action_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the submit answer")
         code = body.get("code")
         result = body.get("result")
         description = str(body.get("description") or "")
+        if not isinstance(code, int):
+            raise UnreadableAnswer(f"submit answer has no code: {str(body)[:200]}")
         if code in ACCEPTED_CODES and result:
             return CreateResult(upstream_id=str(result))
-        if not isinstance(code, int):
-            raise ValueError(f"submit answer has no code: {str(body)[:200]}")
         name = REJECTION_CODES.get(code, f"code_{code}")
         # The upstream answered and created nothing: a rejection, never an unknown outcome.
         raise UpstreamError(
@@ -160,15 +164,15 @@ class MidjourneyAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("batch_path"), json={"ids": upstream_ids})
 
     def parse_batch_poll(self, spec: ModelSpec, upstream_ids: list[str], body: Any) -> dict[str, PollResult]:
-        tasks = body.get("data") if isinstance(body, Mapping) else body
         wanted = set(upstream_ids)
         return {
             str(task["id"]): self.parse_poll(spec, str(task["id"]), task)
-            for task in tasks or []
+            for task in batch_tasks(body)
             if isinstance(task, Mapping) and str(task.get("id")) in wanted
         }
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the task")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(
@@ -195,6 +199,8 @@ class MidjourneyAdapter(Adapter):
             outputs.append(ArtifactSource("video", url=str(body["videoUrl"]), content_type="video/mp4"))
         # Per-image links point at provider storage and may expire: copy them, but never fail for them.
         singles = body.get("image_urls") or body.get("imageUrls") or []
+        if not isinstance(singles, list):
+            raise UnreadableAnswer(f"image_urls is not a list: {str(singles)[:200]}")
         for index, item in enumerate(singles):
             url = item.get("url") if isinstance(item, Mapping) else item
             if isinstance(url, str) and url:

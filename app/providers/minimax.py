@@ -26,9 +26,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     upstream_state,
@@ -53,7 +55,11 @@ def _refusal(body: Any) -> tuple[int, str] | None:
     status = first(body, "base_resp.status_code")
     if status in (None, 0, "0"):
         return None
-    return int(status), str(first(body, "base_resp.status_msg") or f"MiniMax status code {status}")
+    try:
+        code = int(status)
+    except (OverflowError, TypeError, ValueError):
+        raise UnreadableAnswer(f"base_resp.status_code is not a number: {str(status)[:200]}") from None
+    return code, str(first(body, "base_resp.status_msg") or f"MiniMax status code {status}")
 
 
 class MiniMaxAdapter(Adapter):
@@ -91,8 +97,7 @@ class MiniMaxAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("create_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
-        if not isinstance(body, dict):
-            raise ValueError(f"create answer is not an object: {str(body)[:200]}")
+        body = as_object(body, "the create answer")
         refused = _refusal(body)
         if refused is not None and not body.get("task_id"):
             code, message = refused
@@ -101,17 +106,18 @@ class MiniMaxAdapter(Adapter):
             return CreateResult(upstream_id="", immediate=failed)
         task_id = body.get("task_id")
         if not task_id:
-            raise ValueError(f"create answer has no task_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path"), params={"task_id": upstream_id})
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         refused = _refusal(body)
         if raw is None and refused is not None:
-            raise ValueError(f"MiniMax answered status code {refused[0]}: {refused[1]}")
+            raise UnreadableAnswer(f"MiniMax answered status code {refused[0]}: {refused[1]}")
         state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
         if state is UpstreamState.FAILED:

@@ -24,9 +24,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_timestamp,
     upstream_state,
 )
@@ -100,9 +102,10 @@ class ReplicateAdapter(Adapter):
         return UpstreamRequest("POST", path, json={"input": job_input["input"]})
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the create answer")
         prediction_id = body.get("id")
         if not prediction_id:
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         state = upstream_state(spec, body.get("status")) if body.get("status") else None
         immediate = self.parse_poll(spec, str(prediction_id), body) if state is UpstreamState.FAILED else None
         return CreateResult(upstream_id=str(prediction_id), immediate=immediate)
@@ -111,6 +114,7 @@ class ReplicateAdapter(Adapter):
         return UpstreamRequest("GET", spec.option("fetch_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the prediction")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(

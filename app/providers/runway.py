@@ -26,9 +26,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
@@ -119,7 +121,7 @@ class RunwayAdapter(Adapter):
         if task_id is None and isinstance(body, dict) and isinstance(body.get("data"), str):
             task_id = body["data"]
         if not isinstance(task_id, str):
-            raise ValueError(f"create answer has no task id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task id: {str(body)[:200]}")
         return CreateResult(upstream_id=task_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
@@ -127,6 +129,7 @@ class RunwayAdapter(Adapter):
         return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id), headers=headers)
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         if NOT_YET in (body.get("code"), body.get("message"), body.get("error")):
             return PollResult(UpstreamState.PENDING, raw_status=NOT_YET, payload=body)
         wrapper = body["data"] if isinstance(body.get("data"), dict) else None
@@ -152,7 +155,10 @@ class RunwayAdapter(Adapter):
             result.error_message = str(reason or f"upstream reported {raw}")
         elif state is UpstreamState.SUCCEEDED:
             result.progress = 100
-            urls = [u for u in task.get("output") or [] if isinstance(u, str)]
+            output = task.get("output") or []
+            if not isinstance(output, list):
+                raise UnreadableAnswer(f"output is not a list: {str(output)[:200]}")
+            urls = [u for u in output if isinstance(u, str)]
             if not urls and wrapper:
                 single = result_url(wrapper, ["result_url", "video_url"])
                 urls = [single] if single else []

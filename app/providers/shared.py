@@ -1,5 +1,5 @@
 """Pieces the adapters share: turning uploads into inline images, and reading
-catalogue-driven result locations."""
+catalogue-driven result locations and batch answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from app.providers.base import URL_SCHEMES, InputFile, first
+from app.providers.base import URL_SCHEMES, InputFile, UnreadableAnswer, as_object, first
 
 
 def uploads_among(pairs: Iterable[tuple[str, str | None]]) -> list[tuple[str, str]]:
@@ -28,6 +28,14 @@ def inline_image(ref: str, label: str, files: list[InputFile], data_uri: bool = 
 def result_url(body: Any, paths: Iterable[str]) -> str | None:
     value = first(body, *paths)
     return value if isinstance(value, str) and value.startswith(URL_SCHEMES) else None
+
+
+def batch_tasks(body: Any) -> list[Any]:
+    """The tasks in a batch fetch answer: a list, or an object whose `data` is one (or null: none)."""
+    tasks = body if isinstance(body, list) else as_object(body, "the batch answer").get("data") or []
+    if not isinstance(tasks, list):
+        raise UnreadableAnswer(f"the batch answer's data is not a list of tasks: {str(tasks)[:200]}")
+    return tasks
 
 
 def numbered(name: str, count: int, index: int) -> str:

@@ -23,9 +23,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_progress,
     upstream_state,
 )
@@ -238,13 +240,14 @@ class SoraAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         upstream_id = body.get("id") if isinstance(body, dict) else None
         if not upstream_id:
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(upstream_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", f"/v1/videos/{upstream_id}")
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
@@ -252,6 +255,7 @@ class SoraAdapter(Adapter):
             error = body.get("error") or {}
             if isinstance(error, str):
                 error = {"message": error}
+            error = as_object(error, "the error")
             result.error_code = error.get("code") or ("expired" if raw == "expired" else "generation_failed")
             result.error_message = error.get("message") or f"upstream reported {raw}"
         elif state is UpstreamState.SUCCEEDED:

@@ -26,16 +26,18 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
     upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import numbered
+from app.providers.shared import batch_tasks, numbered
 
 MUSIC_FIELDS = (
     "mode", "gpt_description_prompt", "make_instrumental", "prompt", "tags", "title",
@@ -80,7 +82,7 @@ def _clips(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     data = task.get("data")
     if isinstance(data, Mapping):
         data = [data]
-    return [c for c in data or [] if isinstance(c, Mapping)]
+    return [c for c in data if isinstance(c, Mapping)] if isinstance(data, list) else []
 
 
 def _task(body: Any) -> Mapping[str, Any]:
@@ -184,6 +186,7 @@ class SunoAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("submit_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the submit answer")
         task_id = body.get("data")
         if body.get("code") == "success" and isinstance(task_id, str | int) and str(task_id):
             return CreateResult(upstream_id=str(task_id))
@@ -202,16 +205,15 @@ class SunoAdapter(Adapter):
                                                                          "action": spec.option("action")})
 
     def parse_batch_poll(self, spec: ModelSpec, upstream_ids: list[str], body: Any) -> dict[str, PollResult]:
-        tasks = body.get("data") if isinstance(body, Mapping) else body
         wanted = set(upstream_ids)
         return {
             str(task["task_id"]): self.parse_poll(spec, str(task["task_id"]), task)
-            for task in tasks or []
+            for task in batch_tasks(body)
             if isinstance(task, Mapping) and str(task.get("task_id")) in wanted
         }
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
-        task = _task(body)
+        task = as_object(_task(body), "the task")
         raw = task.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(
@@ -222,6 +224,8 @@ class SunoAdapter(Adapter):
             result.error_code = "generation_failed"
             result.error_message = str(task.get("fail_reason") or f"Suno reported {raw}")
         elif state is UpstreamState.SUCCEEDED:
+            if not isinstance(task.get("data") or [], list | Mapping):
+                raise UnreadableAnswer(f"the task's data is not a list of clips: {str(task.get('data'))[:200]}")
             result.progress = 100
             result.outputs = self._lyrics(spec, task) if spec.option("action") == "LYRICS" else self._songs(spec, task)
         return result

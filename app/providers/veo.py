@@ -22,9 +22,11 @@ from app.providers.base import (
     ModelSpec,
     PollResult,
     Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
@@ -87,13 +89,14 @@ class VeoAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         upstream_id = first(body, "id", "task_id") if isinstance(body, dict) else None
         if not isinstance(upstream_id, str):
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         return CreateResult(upstream_id=upstream_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path", "/v1/videos/{id}").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         state = upstream_state(spec, raw)
         result = PollResult(
@@ -104,6 +107,7 @@ class VeoAdapter(Adapter):
             error = body.get("error") or {}
             if isinstance(error, str):
                 error = {"message": error}
+            error = as_object(error, "the error")
             result.error_code = error.get("code") or "generation_failed"
             result.error_message = (error.get("message") or first(body, "fail_reason", "failure")
                                     or f"upstream reported {raw}")
