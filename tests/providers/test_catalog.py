@@ -1,8 +1,7 @@
-"""The catalogue as loaded: every model's options, timings and status words."""
+"""The catalogue as loaded: kind < family < model layers, overlays, and status words."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -10,32 +9,6 @@ from structlog.testing import capture_logs
 
 from app.providers.base import UpstreamState, upstream_state
 from app.providers.registry import CatalogError, load_catalog
-
-HERE = Path(__file__).parent
-BEFORE = json.loads((HERE / "catalog_before.json").read_text())
-OVERLAYS = {"shipped": None, "with_overlay": HERE.parent / "models.toml"}
-
-
-def loaded(extra: Path | None) -> dict:
-    out = {}
-    for model_id, spec in load_catalog(extra).items():
-        entry = {k: v for k, v in spec.__dict__.items() if k != "options"}
-        entry["options"] = {k: v for k, v in spec.options.items() if k != "statuses"}
-        entry["states"] = {w: str(upstream_state(spec, w)) for w in BEFORE["shipped"].get(
-            model_id, BEFORE["with_overlay"].get(model_id, {})).get("states", {})}
-        out[model_id] = entry
-    return out
-
-
-class TestCatalogueLoadsAsBefore:
-    """A snapshot taken before the catalogue was reorganised: the same models, values and status words."""
-
-    @pytest.mark.parametrize("layers", sorted(OVERLAYS))
-    def test_every_model_is_as_before(self, layers):
-        now, before = loaded(OVERLAYS[layers]), BEFORE[layers]
-        assert sorted(now) == sorted(before)
-        for model_id, entry in before.items():
-            assert json.loads(json.dumps(now[model_id])) == entry, model_id
 
 
 def with_overlay(tmp_path: Path, text: str) -> dict:
