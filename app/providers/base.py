@@ -182,7 +182,8 @@ class Problems:
 
 class Adapter:
     """Base class: subclasses set `family` and `input_model` and override the hooks:
-    `check` for the input rules, then the upstream calls (`build_*` / `parse_*`)."""
+    `check` for the input rules, then the upstream calls (`build_*` / `parse_*`). A
+    `parse_*` hook raises UnreadableAnswer for an answer whose shape it cannot read."""
 
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]

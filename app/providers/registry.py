@@ -36,7 +36,7 @@ class UnknownModel(LookupError):
 
 
 class CatalogError(ValueError):
-    """The catalogue contradicts itself; raised at load, before any job runs."""
+    """A catalogue entry that cannot describe a model; raised at load, before any job runs."""
 
 
 def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
