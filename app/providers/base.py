@@ -7,15 +7,18 @@ vocabulary. It never performs I/O; the pipeline does that.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, final
 
 import structlog
 from pydantic import BaseModel
+
+from app.core.errors import FieldError, ValidationFailed
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +29,13 @@ class UpstreamState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     UNKNOWN = "unknown"
+
+
+class UnreadableAnswer(ValueError):
+    """An upstream answer (create, poll or batch poll) whose shape the adapter cannot read."""
+
+    # A ValueError only so that the callers in app/jobs, which catch ValueError today, keep
+    # treating it as an unreadable answer; once they catch UnreadableAnswer, drop the base.
 
 
 @dataclass(frozen=True)
@@ -115,31 +125,90 @@ class ValidationContext:
     get_upload: Callable[[str], Any]
 
 
-# CometAPI's own task wrapper (Midjourney, Suno, Runway's wrapped answers, Kling Omni's
-# first shape) reports these words, in upper or lower case.
-COMETAPI_TASK_STATUSES: Mapping[str, UpstreamState] = {
-    "not_start": UpstreamState.PENDING,
-    "submitted": UpstreamState.PENDING,
-    "queued": UpstreamState.PENDING,
-    "in_progress": UpstreamState.RUNNING,
-    "success": UpstreamState.SUCCEEDED,
-    "failure": UpstreamState.FAILED,
-}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
+URL_SCHEMES = ("https://", "http://")
+
+
+class Problems:
+    """Every problem with one input, each naming its field, raised together."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.errors: list[FieldError] = []
+
+    def add(self, field: str, message: str, code: str = "invalid") -> None:
+        self.errors.append(FieldError(field=f"input.{field}", message=message, code=code))
+
+    def choice(self, field: str, value: Any, allowed: Iterable[Any]) -> None:
+        options = [str(a) for a in allowed]
+        if str(value) not in options:
+            self.add(field, f"{value!r} is not allowed for {self.spec.id}; choose one of {', '.join(options)}",
+                     "not_allowed")
+
+    def unsupported(self, data: Any, allowed_fields: Iterable[str], all_fields: Iterable[str]) -> None:
+        allowed = set(allowed_fields)
+        for name in all_fields:
+            if name not in allowed and getattr(data, name, None) is not None:
+                self.add(name, f"not supported by {self.spec.id}", "unsupported_field")
+
+    def max_length(self, field: str, value: str | None, limit: int | None) -> None:
+        if value is not None and limit is not None and len(value) > limit:
+            self.add(field, f"at most {limit} characters for {self.spec.id}; this has {len(value)}", "too_long")
+
+    def image(self, field: str, ref: str, ctx: ValidationContext) -> Any:
+        """An `upl_...` upload of the caller's that is an image, or an http(s) URL; returns
+        the upload when it is one (for further checks, e.g. its dimensions)."""
+        if ref.startswith("upl_"):
+            upload = ctx.get_upload(ref)
+            if upload is None:
+                self.add(field, f"no upload {ref} of yours exists", "not_found")
+            elif upload.content_type not in IMAGE_TYPES:
+                self.add(field, f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required",
+                         "not_an_image")
+            else:
+                return upload
+        elif not ref.startswith(URL_SCHEMES):
+            self.add(field, "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
+        return None
+
+    def url(self, field: str, ref: str, what: str = "video") -> None:
+        if not ref.startswith(URL_SCHEMES):
+            self.add(field, f"must be an http(s) URL of a {what}", "invalid_url")
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in self.errors), errors=self.errors)
 
 
 class Adapter:
-    """Base class: subclasses set `family` and `input_model` and override the hooks."""
+    """Base class: subclasses set `family` and `input_model` and override the hooks:
+    `check` for the input rules, then the upstream calls (`build_*` / `parse_*`). A
+    `parse_*` hook raises UnreadableAnswer for an answer whose shape it cannot read."""
 
     family: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
-    status_map: ClassVar[Mapping[str, UpstreamState]] = {}
+    # False for the synchronous families: the create answer is the result, there is no task to poll.
+    pollable: ClassVar[bool] = True
     # > 0 when the family has a batch fetch endpoint: the poller then asks for up to
     # this many tasks in one call (build_batch_poll / parse_batch_poll).
     batch_poll_size: ClassVar[int] = 0
 
+    @final
     def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        model = self.input_model.model_validate(raw, context={"spec": spec, "ctx": ctx})
-        return model.model_dump(mode="json", exclude_none=True)
+        """The input a job stores, or ValidationFailed naming every problem at once (pydantic's
+        ValidationError when `raw` does not even fit `input_model`)."""
+        data = self.input_model.model_validate(raw)
+        job_input = data.model_dump(mode="json", exclude_none=True)
+        problems = Problems(spec)
+        self.check(spec, data, job_input, ctx, problems)
+        problems.raise_if_any()
+        return job_input
+
+    def check(
+        self, spec: ModelSpec, data: Any, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
+        """Add every problem with `data` (an `input_model`) to `problems`, and complete
+        `job_input` (the input as given) with what the job must remember, e.g. defaults."""
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         """(multipart field, reference) pairs the create call needs resolved to files."""
@@ -176,14 +245,20 @@ class Adapter:
     def constraints(self, spec: ModelSpec) -> dict[str, Any]:
         return dict(spec.options)
 
-    def map_status(self, raw: str | None) -> UpstreamState:
-        if raw is None:
-            return UpstreamState.UNKNOWN
-        state = self.status_map.get(raw) or self.status_map.get(raw.lower())
-        if state is None:
-            _log_unknown_status_once(self.family, raw)
-            return UpstreamState.UNKNOWN
-        return state
+
+def upstream_state(spec: ModelSpec, word: Any) -> UpstreamState:
+    """An upstream status word in our vocabulary, from the model's catalogue `statuses`;
+    an unknown word means keep polling."""
+    if word is None:
+        return UpstreamState.UNKNOWN
+    if not isinstance(word, str):
+        raise UnreadableAnswer(f"the status is not a word: {str(word)[:200]}")
+    table: Mapping[str, str] = spec.option("statuses") or {}
+    state = table.get(word) or table.get(word.lower())
+    if state is None:
+        _log_unknown_status_once(spec.family, word)
+        return UpstreamState.UNKNOWN
+    return UpstreamState(state)
 
 
 _seen_unknown: set[tuple[str, str]] = set()
@@ -203,7 +278,7 @@ def parse_progress(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        number = float(value) if -1e300 < value < 1e300 else math.inf  # JSON integers outgrow floats
         if 0 < number < 1 and isinstance(value, float):
             number *= 100
     elif isinstance(value, str):
@@ -213,26 +288,38 @@ def parse_progress(value: Any) -> int | None:
         number = float(match.group(1))
     else:
         return None
+    if not math.isfinite(number):
+        return None
     return max(0, min(100, round(number)))
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """Unix seconds, Unix milliseconds or ISO 8601 strings, to aware UTC."""
+    """Unix seconds, Unix milliseconds or ISO 8601 strings, to aware UTC (None for other
+    values; UnreadableAnswer for a number no date can hold)."""
     if value in (None, "", 0):
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 10**11 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000 if value > 10**11 else value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise UnreadableAnswer(f"time {value!r} is out of range") from None
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return parse_timestamp(int(text))
+        if text.isdecimal():
+            return parse_timestamp(float(text))
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+def as_object(value: Any, what: str) -> Mapping[str, Any]:
+    """`value` when it is a JSON object; otherwise the answer is unreadable."""
+    if not isinstance(value, Mapping):
+        raise UnreadableAnswer(f"{what} is not an object: {str(value)[:200]}")
+    return value
 
 
 def first(mapping: Any, *paths: str) -> Any:

@@ -24,12 +24,16 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, uploads_among
+from app.providers.shared import inline_image, uploads_among
 
 FIELDS = ("operation", "prompt", "negative_prompt", "image", "mask", "aspect_ratio", "seed")
 IMAGE_FIELDS = ("image", "mask")
@@ -55,24 +59,17 @@ class BriaInput(BaseModel):
 class BriaAdapter(Adapter):
     family = "bria"
     input_model = BriaInput
-    status_map = {
-        "IN_PROGRESS": UpstreamState.RUNNING,
-        "COMPLETED": UpstreamState.SUCCEEDED,
-        "ERROR": UpstreamState.FAILED,
-        # Bria's UNKNOWN is its own "cannot tell yet": keep asking.
-        "UNKNOWN": UpstreamState.UNKNOWN,
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = BriaInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: BriaInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         operations: Mapping[str, list[str]] = spec.option("operations") or {}
         if operations:
             if data.operation is None:
                 problems.add("operation", f"required; one of {', '.join(operations)}", "missing")
-                problems.raise_if_any()
+                return
             problems.choice("operation", data.operation, operations)
-            needed = operations.get(data.operation or "", [])
+            needed = operations.get(data.operation, [])
             allowed = {"operation", *needed, *spec.option("optional_fields", [])}
         else:
             needed = ["prompt"]
@@ -86,8 +83,6 @@ class BriaAdapter(Adapter):
         for name in IMAGE_FIELDS:
             if getattr(data, name) is not None:
                 problems.image(name, getattr(data, name), ctx)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([(name, job_input.get(name)) for name in IMAGE_FIELDS])
@@ -106,15 +101,16 @@ class BriaAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         request_id = first(body, "request_id", "data.request_id", "id")
         if not request_id or not isinstance(request_id, str | int):
-            raise ValueError(f"create answer has no request_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no request_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(request_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("status_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, payload=body)
         if state is UpstreamState.FAILED:
             error = body.get("error")

@@ -20,14 +20,18 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, inline_image, uploads_among
+from app.providers.shared import inline_image, uploads_among
 
 FIELDS = (
     "width", "height", "aspect_ratio", "seed", "steps", "guidance", "output_format", "safety_tolerance",
@@ -59,23 +63,15 @@ class FluxInput(BaseModel):
 class FluxAdapter(Adapter):
     family = "flux"
     input_model = FluxInput
-    status_map = {
-        "Pending": UpstreamState.RUNNING,
-        "Ready": UpstreamState.SUCCEEDED,
-        "Task not found": UpstreamState.FAILED,
-        "Request Moderated": UpstreamState.FAILED,
-        "Content Moderated": UpstreamState.FAILED,
-        "Error": UpstreamState.FAILED,
-    }
     error_codes = {
         "Task not found": "task_not_found",
         "Request Moderated": "moderation_blocked",
         "Content Moderated": "moderation_blocked",
     }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = FluxInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: FluxInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         problems.unsupported(data, spec.option("fields", []), FIELDS)
         multiple = spec.option("size_multiple", 32)
         low, high = spec.option("size_range", [256, 1440])
@@ -92,8 +88,6 @@ class FluxAdapter(Adapter):
                 problems.add(name, f"must be from {bounds[0]:g} to {bounds[1]:g} for {spec.id}", "out_of_range")
         if data.input_image is not None:
             problems.image("input_image", data.input_image, ctx)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([("input_image", job_input.get("input_image"))])
@@ -109,15 +103,16 @@ class FluxAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         task_id = first(body, "id", "task_id", "data.id", "data.task_id")
         if not task_id or not isinstance(task_id, str | int):
-            raise ValueError(f"create answer has no task id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("result_path"), params={"id": upstream_id})
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         sample = body.get("result") if isinstance(body.get("result"), dict) else {}
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,

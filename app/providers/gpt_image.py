@@ -19,11 +19,11 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     ValidationContext,
 )
 from app.providers.openai_images import immediate, parse_images
-from app.providers.shared import Problems
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 
@@ -49,10 +49,12 @@ class GptImageInput(BaseModel):
 class GptImageAdapter(Adapter):
     family = "gpt_image"
     input_model = GptImageInput
+    pollable = False
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = GptImageInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: GptImageInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         if data.size is not None:
             problems.choice("size", data.size, spec.option("sizes"))
         if data.quality is not None:
@@ -64,8 +66,6 @@ class GptImageAdapter(Adapter):
             problems.add("background", "transparent needs output_format png or webp", "conflict")
         if data.output_compression is not None and fmt == "png":
             problems.add("output_compression", "only for output_format jpeg or webp", "unsupported_field")
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def build_create(
         self, spec: ModelSpec, job_input: dict[str, Any], files: list[InputFile], parent: Any

@@ -20,21 +20,24 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, numbered, uploads_among
+from app.providers.shared import inline_image, numbered, uploads_among
 
 IMAGE_FIELDS = ("image", "image_tail")
 
@@ -100,36 +103,26 @@ class KlingInput(BaseModel):
 class KlingAdapter(Adapter):
     family = "kling"
     input_model = KlingInput
-    status_map = {
-        "submitted": UpstreamState.PENDING,
-        "processing": UpstreamState.RUNNING,
-        "succeed": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        **COMETAPI_TASK_STATUSES,  # the Omni query's first shape
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = KlingInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: KlingInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         fields = spec.option("fields", [])
         problems.unsupported(data, fields, KlingInput.model_fields)
-        out = data.model_dump(mode="json", exclude_none=True)
         if data.prompt is None and spec.option("image") != "required":
             problems.add("prompt", "Field required", "missing")
         problems.max_length("prompt", data.prompt, spec.option("prompt_max"))
         problems.max_length("negative_prompt", data.negative_prompt, spec.option("negative_prompt_max"))
         for name, allowed in (("aspect_ratio", "aspect_ratios"), ("mode", "modes"), ("duration", "durations")):
             if name in fields:
-                value = out.get(name) or spec.option(f"default_{name}")
+                value = job_input.get(name) or spec.option(f"default_{name}")
                 problems.choice(name, value, spec.option(allowed, []))
-                out[name] = value
+                job_input[name] = value
         if spec.option("image") == "required" and data.image is None:
             problems.add("image", f"{spec.id} needs a first-frame image", "missing")
         for name in IMAGE_FIELDS:
             if name in fields and getattr(data, name) is not None:
                 problems.image(name, getattr(data, name), ctx)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among((name, job_input.get(name)) for name in IMAGE_FIELDS)
@@ -149,8 +142,7 @@ class KlingAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("create_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
-        if not isinstance(body, dict):
-            raise ValueError(f"create answer is not an object: {str(body)[:200]}")
+        body = as_object(body, "the create answer")
         code = body.get("code", 0)
         task_id = first(body, "data.task_id")
         if code not in (0, "0", "success") and not task_id:
@@ -160,18 +152,18 @@ class KlingAdapter(Adapter):
             )
             return CreateResult(upstream_id=str(body.get("request_id") or ""), immediate=failed)
         if not task_id:
-            raise ValueError(f"create answer has no data.task_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no data.task_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
-        data = body.get("data")
+        data = as_object(body, "the answer").get("data")
         if not isinstance(data, dict):
-            raise ValueError(f"Kling answered code {body.get('code')}: {body.get('message')}")
+            raise UnreadableAnswer(f"Kling answered code {body.get('code')}: {body.get('message')}")
         raw = first(data, "task_status", "status", "data.task_status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(data.get("progress")), payload=body,
             started_at=parse_timestamp(first(data, "start_time", "created_at", "data.created_at")),
@@ -187,6 +179,8 @@ class KlingAdapter(Adapter):
             result.progress = 100
             kind = spec.option("result", "videos")
             items = first(data, f"task_result.{kind}", f"data.task_result.{kind}") or []
+            if not isinstance(items, list):
+                raise UnreadableAnswer(f"task_result.{kind} is not a list: {str(items)[:200]}")
             name, content_type = ("video", "video/mp4") if kind == "videos" else ("image", "image/png")
             urls = [item["url"] for item in items if isinstance(item, dict) and item.get("url")]
             result.outputs = [

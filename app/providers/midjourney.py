@@ -17,21 +17,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import Problems
+from app.providers.shared import batch_tasks
 
 # Submit answers other than `code: 1` follow the midjourney-proxy convention CometAPI's
 # MJ API is built on (third-party, UNVERIFIED): 21 existing task / modal wait and 22
@@ -82,22 +85,15 @@ class MidjourneyAdapter(Adapter):
     family = "midjourney"
     input_model = MidjourneyInput
     batch_poll_size = 50
-    status_map = {
-        **COMETAPI_TASK_STATUSES,
-        # MODAL stops the task until a form is submitted, which jobs do not do.
-        "MODAL": UpstreamState.FAILED,
-        "CANCEL": UpstreamState.FAILED,
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = MidjourneyInput.model_validate(raw)
-        problems = Problems(spec)
-        is_action = data.parent_job_id is not None or data.button is not None
-        if not is_action:
+    def check(
+        self, spec: ModelSpec, data: MidjourneyInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
+        if data.parent_job_id is None and data.button is None:
             if data.prompt is None:
                 problems.add("prompt", "required for an imagine (or give parent_job_id and button)", "missing")
-            problems.raise_if_any()
-            return data.model_dump(mode="json", exclude_none=True)
+            return
         if data.prompt is not None:
             problems.add("prompt", "an action takes no prompt; it acts on the parent's result", "unsupported_field")
         if data.parent_job_id is None or data.button is None:
@@ -105,8 +101,6 @@ class MidjourneyAdapter(Adapter):
             problems.add(missing, "parent_job_id and button must be given together", "missing")
         else:
             self._check_parent(spec, data.parent_job_id, data.button, ctx, problems)
-        problems.raise_if_any()
-        return data.model_dump(mode="json", exclude_none=True)
 
     def _check_parent(self, spec: ModelSpec, parent_id: str, wanted: str, ctx: ValidationContext,
                       problems: Problems) -> None:
@@ -148,13 +142,14 @@ class MidjourneyAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("action_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the submit answer")
         code = body.get("code")
         result = body.get("result")
         description = str(body.get("description") or "")
+        if not isinstance(code, int):
+            raise UnreadableAnswer(f"submit answer has no code: {str(body)[:200]}")
         if code in ACCEPTED_CODES and result:
             return CreateResult(upstream_id=str(result))
-        if not isinstance(code, int):
-            raise ValueError(f"submit answer has no code: {str(body)[:200]}")
         name = REJECTION_CODES.get(code, f"code_{code}")
         # The upstream answered and created nothing: a rejection, never an unknown outcome.
         raise UpstreamError(
@@ -169,17 +164,17 @@ class MidjourneyAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("batch_path"), json={"ids": upstream_ids})
 
     def parse_batch_poll(self, spec: ModelSpec, upstream_ids: list[str], body: Any) -> dict[str, PollResult]:
-        tasks = body.get("data") if isinstance(body, Mapping) else body
         wanted = set(upstream_ids)
         return {
             str(task["id"]): self.parse_poll(spec, str(task["id"]), task)
-            for task in tasks or []
+            for task in batch_tasks(body)
             if isinstance(task, Mapping) and str(task.get("id")) in wanted
         }
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the task")
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
             started_at=parse_timestamp(body.get("startTime")), finished_at=parse_timestamp(body.get("finishTime")),
@@ -204,6 +199,8 @@ class MidjourneyAdapter(Adapter):
             outputs.append(ArtifactSource("video", url=str(body["videoUrl"]), content_type="video/mp4"))
         # Per-image links point at provider storage and may expire: copy them, but never fail for them.
         singles = body.get("image_urls") or body.get("imageUrls") or []
+        if not isinstance(singles, list):
+            raise UnreadableAnswer(f"image_urls is not a list: {str(singles)[:200]}")
         for index, item in enumerate(singles):
             url = item.get("url") if isinstance(item, Mapping) else item
             if isinstance(url, str) and url:

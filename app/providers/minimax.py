@@ -25,13 +25,17 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, result_url, uploads_among
+from app.providers.shared import inline_image, result_url, uploads_among
 
 
 class MiniMaxInput(BaseModel):
@@ -51,30 +55,32 @@ def _refusal(body: Any) -> tuple[int, str] | None:
     status = first(body, "base_resp.status_code")
     if status in (None, 0, "0"):
         return None
-    return int(status), str(first(body, "base_resp.status_msg") or f"MiniMax status code {status}")
+    try:
+        code = int(status)
+    except (OverflowError, TypeError, ValueError):
+        raise UnreadableAnswer(f"base_resp.status_code is not a number: {str(status)[:200]}") from None
+    return code, str(first(body, "base_resp.status_msg") or f"MiniMax status code {status}")
 
 
 class MiniMaxAdapter(Adapter):
     family = "minimax"
     input_model = MiniMaxInput
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = MiniMaxInput.model_validate(raw)
-        problems = Problems(spec)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: MiniMaxInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         for field, allowed in (("duration", "durations"), ("resolution", "resolutions")):
-            out.setdefault(field, spec.option(f"default_{field}"))
-            problems.choice(field, out[field], spec.option(allowed, []))
-        longest = (spec.option("max_duration_by_resolution") or {}).get(out["resolution"])
-        if longest is not None and int(out["duration"]) > int(longest):
-            problems.add("duration", f"{out['resolution']} allows at most {longest} seconds on {spec.id}",
+            job_input.setdefault(field, spec.option(f"default_{field}"))
+            problems.choice(field, job_input[field], spec.option(allowed, []))
+        longest = (spec.option("max_duration_by_resolution") or {}).get(job_input["resolution"])
+        if longest is not None and int(job_input["duration"]) > int(longest):
+            problems.add("duration", f"{job_input['resolution']} allows at most {longest} seconds on {spec.id}",
                          "not_allowed")
         if data.first_frame_image is not None:
             if not spec.option("first_frame", True):
                 problems.add("first_frame_image", f"not supported by {spec.id}", "unsupported_field")
             problems.image("first_frame_image", data.first_frame_image, ctx)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among([("first_frame_image", job_input.get("first_frame_image"))])
@@ -91,8 +97,7 @@ class MiniMaxAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("create_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
-        if not isinstance(body, dict):
-            raise ValueError(f"create answer is not an object: {str(body)[:200]}")
+        body = as_object(body, "the create answer")
         refused = _refusal(body)
         if refused is not None and not body.get("task_id"):
             code, message = refused
@@ -101,18 +106,19 @@ class MiniMaxAdapter(Adapter):
             return CreateResult(upstream_id="", immediate=failed)
         task_id = body.get("task_id")
         if not task_id:
-            raise ValueError(f"create answer has no task_id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task_id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(task_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path"), params={"task_id": upstream_id})
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
         refused = _refusal(body)
         if raw is None and refused is not None:
-            raise ValueError(f"MiniMax answered status code {refused[0]}: {refused[1]}")
-        state = catalogue_status(self, spec, raw)
+            raise UnreadableAnswer(f"MiniMax answered status code {refused[0]}: {refused[1]}")
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
         if state is UpstreamState.FAILED:
             result.error_code = f"minimax_{refused[0]}" if refused else "generation_failed"

@@ -19,7 +19,9 @@ from app.providers.base import (
     CreateResult,
     ModelSpec,
     PollResult,
+    UnreadableAnswer,
     UpstreamState,
+    as_object,
     parse_timestamp,
 )
 from app.providers.shared import numbered
@@ -31,14 +33,16 @@ def synchronous_id(spec: ModelSpec, body: Mapping[str, Any]) -> str:
 
 
 def parse_images(body: Any, content_type: str) -> PollResult:
-    if not isinstance(body, Mapping):
-        raise ValueError(f"images answer is not an object: {str(body)[:200]}")
-    items = [item for item in body.get("data") or [] if isinstance(item, Mapping)]
+    body = as_object(body, "the images answer")
+    entries = body.get("data") or []
+    if not isinstance(entries, list):
+        raise UnreadableAnswer(f"the images answer's data is not a list: {str(entries)[:200]}")
+    items = [item for item in entries if isinstance(item, Mapping)]
     images = [item for item in items if item.get("url") or item.get("b64_json")]
     created = parse_timestamp(body.get("created"))
     if not images:
         error = next((item["error"] for item in items if isinstance(item.get("error"), Mapping)), None)
-        error = error or body.get("error") or {}
+        error = as_object(error or body.get("error") or {}, "the error")
         return PollResult(
             state=UpstreamState.FAILED, raw_status="failed", payload=dict(body), finished_at=created,
             error_code=str(error.get("code") or "no_image"),
@@ -50,8 +54,8 @@ def parse_images(body: Any, content_type: str) -> PollResult:
         if item.get("b64_json"):
             try:
                 data = base64.b64decode(item["b64_json"], validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"image {index + 1} is not valid base64: {exc}") from None
+            except (binascii.Error, TypeError, ValueError) as exc:
+                raise UnreadableAnswer(f"image {index + 1} is not valid base64: {exc}") from None
             outputs.append(ArtifactSource(name, data=data, content_type=content_type))
         else:
             outputs.append(ArtifactSource(name, url=str(item["url"]), content_type=content_type))

@@ -4,6 +4,11 @@ Model ids, their upstream names and constraints live in TOML files
 (`app/providers/catalog/*.toml`, then `COMETJOBS_MODELS_FILE` on top), so a
 renamed or retired upstream model is a configuration change. Each model names
 its `family`; the family names the adapter module `app.providers.<family>`.
+
+A model's values are layered: `[kinds.<kind>]` defaults, then `[families.<family>]`,
+then the model's own `[models."<id>"]` entry; the later layer wins, key by key.
+A family's `statuses` (upstream word -> pending / running / succeeded / failed /
+unknown) may start from named `[status_tables.<name>]` listed in `status_tables`.
 """
 
 from __future__ import annotations
@@ -15,23 +20,42 @@ from pathlib import Path
 from typing import Any
 
 from app.core.settings import get_settings
-from app.providers.base import Adapter, ModelSpec
+from app.providers.base import Adapter, ModelSpec, UpstreamState
 
 CATALOG_DIR = Path(__file__).parent / "catalog"
+_SECTIONS = ("kinds", "families", "models", "status_tables")
 _SPEC_FIELDS = {
     "family", "kind", "upstream_model", "poll_first_delay", "poll_interval", "poll_interval_max",
     "queue_deadline", "stall_deadline", "absolute_deadline", "unverified",
 }
+_NOT_OPTIONS = _SPEC_FIELDS | {"enabled", "status_tables"}
 
 
 class UnknownModel(LookupError):
     pass
 
 
+class CatalogError(ValueError):
+    """A catalogue entry that cannot describe a model; raised at load, before any job runs."""
+
+
 def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
-    for section in ("kinds", "models"):
+    for section in _SECTIONS:
         for key, values in layer.get(section, {}).items():
             into.setdefault(section, {}).setdefault(key, {}).update(values)
+
+
+def _statuses(model_id: str, entry: dict[str, Any], tables: dict[str, Any]) -> dict[str, UpstreamState]:
+    words: dict[str, Any] = {}
+    for name in entry.get("status_tables", []):
+        if name not in tables:
+            raise CatalogError(f"model {model_id!r} names status table {name!r}, which no catalogue file has")
+        words.update(tables[name])
+    words.update(entry.get("statuses", {}))
+    try:
+        return {word: UpstreamState(state) for word, state in words.items()}
+    except ValueError as exc:
+        raise CatalogError(f"model {model_id!r}: {exc}; statuses map to {', '.join(UpstreamState)}") from None
 
 
 def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
@@ -42,14 +66,19 @@ def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
     for path in files:
         with path.open("rb") as fh:
             _merge(raw, tomllib.load(fh))
-    kinds = raw.get("kinds", {})
+    kinds, families, tables = (raw.get(section, {}) for section in ("kinds", "families", "status_tables"))
     specs: dict[str, ModelSpec] = {}
     for model_id, entry in raw.get("models", {}).items():
+        entry = {**families.get(entry.get("family"), {}), **entry}
         if entry.get("enabled", True) is False:
             continue
-        base = dict(kinds.get(entry["kind"], {}))
-        base.update(entry)
-        options = {k: v for k, v in base.items() if k not in _SPEC_FIELDS and k != "enabled"}
+        for key in ("family", "kind"):
+            if key not in entry:
+                raise CatalogError(f"model {model_id!r} has no {key} (set on the model or its family)")
+        base = {**kinds.get(entry["kind"], {}), **entry}
+        options = {k: v for k, v in base.items() if k not in _NOT_OPTIONS}
+        if "statuses" in base or "status_tables" in base:
+            options["statuses"] = _statuses(model_id, base, tables)
         specs[model_id] = ModelSpec(
             id=model_id,
             family=base["family"],

@@ -23,12 +23,16 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, numbered
+from app.providers.shared import numbered
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$")
 # tqdm progress lines in the prediction's logs: " 58%|█████▊    | 29/50 [...]"
@@ -68,19 +72,11 @@ def _output_urls(output: Any) -> list[tuple[str, str]]:
 class ReplicateAdapter(Adapter):
     family = "replicate"
     input_model = ReplicateInput
-    status_map = {
-        "starting": UpstreamState.PENDING,
-        "processing": UpstreamState.RUNNING,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "canceled": UpstreamState.FAILED,
-        "aborted": UpstreamState.FAILED,
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = ReplicateInput.model_validate(raw)
-        problems = Problems(spec)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: ReplicateInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         if spec.option("any_model"):
             if data.model is None:
                 problems.add("model", f"required by {spec.id}: the Replicate model to run, as owner/name", "missing")
@@ -95,8 +91,6 @@ class ReplicateAdapter(Adapter):
         for name in spec.option("required_inputs", []):
             if data.input.get(name) in (None, ""):
                 problems.add(f"input.{name}", f"required by {spec.upstream_model}", "missing")
-        problems.raise_if_any()
-        return out
 
     def _model(self, spec: ModelSpec, job_input: Mapping[str, Any]) -> str:
         return str(job_input["model"]) if spec.option("any_model") else spec.upstream_model
@@ -108,10 +102,11 @@ class ReplicateAdapter(Adapter):
         return UpstreamRequest("POST", path, json={"input": job_input["input"]})
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the create answer")
         prediction_id = body.get("id")
         if not prediction_id:
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
-        state = self.map_status(body.get("status")) if body.get("status") else None
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
+        state = upstream_state(spec, body.get("status")) if body.get("status") else None
         immediate = self.parse_poll(spec, str(prediction_id), body) if state is UpstreamState.FAILED else None
         return CreateResult(upstream_id=str(prediction_id), immediate=immediate)
 
@@ -119,8 +114,9 @@ class ReplicateAdapter(Adapter):
         return UpstreamRequest("GET", spec.option("fetch_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the prediction")
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_log_progress(body.get("logs")), payload=body,
             started_at=parse_timestamp(body.get("started_at")), finished_at=parse_timestamp(body.get("completed_at")),

@@ -19,23 +19,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.providers.base import (
-    COMETAPI_TASK_STATUSES,
     Adapter,
     ArtifactSource,
     CreateResult,
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.shared import (
-    Problems,
-    catalogue_status,
     inline_image,
     numbered,
     result_url,
@@ -74,39 +75,26 @@ class RunwayInput(BaseModel):
 class RunwayAdapter(Adapter):
     family = "runway"
     input_model = RunwayInput
-    status_map = {
-        # Runway's own task
-        "pending": UpstreamState.PENDING,
-        "throttled": UpstreamState.PENDING,
-        "running": UpstreamState.RUNNING,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-        **COMETAPI_TASK_STATUSES,  # the wrapped shape
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = RunwayInput.model_validate(raw)
-        problems = Problems(spec)
-        problems.unsupported(data, spec.option("fields", []), RunwayInput.model_fields)
-        out = data.model_dump(mode="json", exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: RunwayInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
+        fields = spec.option("fields", [])
+        problems.unsupported(data, fields, RunwayInput.model_fields)
         for name in spec.option("required", []):
             if getattr(data, name) is None:
                 problems.add(name, f"{spec.id} needs {name}", "missing")
-        fields = spec.option("fields", [])
         for name, allowed in (("ratio", "ratios"), ("duration", "durations")):
             if name in fields:
-                value = out.get(name, spec.option(f"default_{name}"))
+                value = job_input.get(name, spec.option(f"default_{name}"))
                 problems.choice(name, value, spec.option(allowed, []))
-                out[name] = value
+                job_input[name] = value
         if data.image is not None:
             problems.image("image", data.image, ctx)
         for index, ref in enumerate(data.references or []):
             problems.image(f"references.{index}", ref, ctx)
         if data.video is not None:
             problems.url("video", data.video)
-        problems.raise_if_any()
-        return out
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         refs = [("image", job_input.get("image"))]
@@ -133,7 +121,7 @@ class RunwayAdapter(Adapter):
         if task_id is None and isinstance(body, dict) and isinstance(body.get("data"), str):
             task_id = body["data"]
         if not isinstance(task_id, str):
-            raise ValueError(f"create answer has no task id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no task id: {str(body)[:200]}")
         return CreateResult(upstream_id=task_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
@@ -141,6 +129,7 @@ class RunwayAdapter(Adapter):
         return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id), headers=headers)
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         if NOT_YET in (body.get("code"), body.get("message"), body.get("error")):
             return PollResult(UpstreamState.PENDING, raw_status=NOT_YET, payload=body)
         wrapper = body["data"] if isinstance(body.get("data"), dict) else None
@@ -158,7 +147,7 @@ class RunwayAdapter(Adapter):
             task = body
             raw, progress, reason = body.get("status"), _fraction(body.get("progress")), body.get("failure")
             times = (parse_timestamp(body.get("createdAt")), None)
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(progress), payload=body,
                             started_at=times[0], finished_at=times[1])
         if state is UpstreamState.FAILED:
@@ -166,7 +155,10 @@ class RunwayAdapter(Adapter):
             result.error_message = str(reason or f"upstream reported {raw}")
         elif state is UpstreamState.SUCCEEDED:
             result.progress = 100
-            urls = [u for u in task.get("output") or [] if isinstance(u, str)]
+            output = task.get("output") or []
+            if not isinstance(output, list):
+                raise UnreadableAnswer(f"output is not a list: {str(output)[:200]}")
+            urls = [u for u in output if isinstance(u, str)]
             if not urls and wrapper:
                 single = result_url(wrapper, ["result_url", "video_url"])
                 urls = [single] if single else []

@@ -25,14 +25,18 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, inline_image, result_url, uploads_among
+from app.providers.shared import inline_image, result_url, uploads_among
 
 # Volcengine's text commands and their short forms, by our field names.
 FLAGS = {
@@ -86,32 +90,31 @@ def _flag_value(field: str, text: str) -> Any:
 class SeedanceAdapter(Adapter):
     family = "seedance"
     input_model = SeedanceInput
-    status_map = {"succeeded": UpstreamState.SUCCEEDED}
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = SeedanceInput.model_validate(raw)
-        problems = Problems(spec)
-        values = data.model_dump(exclude_none=True)
+    def check(
+        self, spec: ModelSpec, data: SeedanceInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         if data.prompt is not None:
             text, flags = split_flags(data.prompt)
-            values["prompt"] = text
+            job_input["prompt"] = text
             for field, written, whole in flags:
                 try:
                     value = _flag_value(field, written)
                 except (ValueError, KeyError):
                     problems.add("prompt", f"{whole!r}: {written!r} is not a valid {field}", "invalid_flag")
                     continue
-                if field in values and values[field] != value:
-                    problems.add("prompt", f"{whole!r} disagrees with {field} = {values[field]!r} given before",
+                if field in job_input and job_input[field] != value:
+                    problems.add("prompt", f"{whole!r} disagrees with {field} = {job_input[field]!r} given before",
                                  "conflict")
-                values[field] = value
+                job_input[field] = value
             if not text:
-                values.pop("prompt")
-        if "prompt" not in values and data.image is None:
+                job_input.pop("prompt")
+        if "prompt" not in job_input and data.image is None:
             problems.add("prompt", "Field required (text to video needs a prompt)", "missing")
         for field, allowed in (("duration", "durations"), ("ratio", "ratios"), ("resolution", "resolutions")):
-            values.setdefault(field, spec.option(f"default_{field}"))
-            problems.choice(field, values[field], spec.option(allowed, []))
+            job_input.setdefault(field, spec.option(f"default_{field}"))
+            problems.choice(field, job_input[field], spec.option(allowed, []))
         image_rule = spec.option("image", "optional")
         if image_rule == "none" and data.image is not None:
             problems.add("image", f"{spec.id} is text to video only", "unsupported_field")
@@ -124,8 +127,6 @@ class SeedanceAdapter(Adapter):
         for name in ("image", "last_frame"):
             if getattr(data, name) is not None:
                 problems.image(name, getattr(data, name), ctx)
-        problems.raise_if_any()
-        return values
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among((name, job_input.get(name)) for name in ("image", "last_frame"))
@@ -154,15 +155,16 @@ class SeedanceAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         task_id = first(body, "id", "task_id", "data.id") if isinstance(body, dict) else None
         if not isinstance(task_id, str):
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         return CreateResult(upstream_id=task_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
                             started_at=parse_timestamp(body.get("created_at")))
         if state in (UpstreamState.SUCCEEDED, UpstreamState.FAILED):

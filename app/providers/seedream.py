@@ -23,11 +23,12 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
     UpstreamRequest,
     ValidationContext,
 )
 from app.providers.openai_images import immediate, parse_images
-from app.providers.shared import Problems, inline_image, uploads_among
+from app.providers.shared import inline_image, uploads_among
 
 FIELDS = ("size", "images", "watermark", "max_images", "seed", "guidance_scale")
 _SIZE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -78,10 +79,12 @@ def size_problem(spec: ModelSpec, size: str) -> str | None:
 class SeedreamAdapter(Adapter):
     family = "seedream"
     input_model = SeedreamInput
+    pollable = False
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = SeedreamInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: SeedreamInput, job_input: dict[str, Any], ctx: ValidationContext,
+        problems: Problems,
+    ) -> None:
         problems.unsupported(data, spec.option("fields", []), FIELDS)
         size = data.size or spec.option("default_size")
         problem = size_problem(spec, size)
@@ -102,10 +105,7 @@ class SeedreamAdapter(Adapter):
         bounds = spec.option("guidance_range")
         if data.guidance_scale is not None and bounds and not bounds[0] <= data.guidance_scale <= bounds[1]:
             problems.add("guidance_scale", f"must be from {bounds[0]:g} to {bounds[1]:g}", "out_of_range")
-        problems.raise_if_any()
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["size"] = size
-        return out
+        job_input["size"] = size
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among((f"images.{i}", ref) for i, ref in enumerate(job_input.get("images", [])))

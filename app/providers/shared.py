@@ -1,72 +1,13 @@
-"""Pieces the video adapters share: collecting field errors, checking image and
-video references, turning uploads into inline images, and reading catalogue-driven
-status words and result locations."""
+"""Pieces the adapters share: turning uploads into inline images, and reading
+catalogue-driven result locations and batch answers."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from app.core.errors import FieldError, ValidationFailed
-from app.providers.base import (
-    Adapter,
-    InputFile,
-    ModelSpec,
-    UpstreamState,
-    ValidationContext,
-    first,
-)
-
-IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
-URL_SCHEMES = ("https://", "http://")
-
-
-class Problems:
-    """Every problem with one input, each naming its field, raised together."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        self.spec = spec
-        self.errors: list[FieldError] = []
-
-    def add(self, field: str, message: str, code: str = "invalid") -> None:
-        self.errors.append(FieldError(field=f"input.{field}", message=message, code=code))
-
-    def choice(self, field: str, value: Any, allowed: Iterable[Any]) -> None:
-        options = [str(a) for a in allowed]
-        if str(value) not in options:
-            self.add(field, f"{value!r} is not allowed for {self.spec.id}; choose one of {', '.join(options)}",
-                     "not_allowed")
-
-    def unsupported(self, data: Any, allowed_fields: Iterable[str], all_fields: Iterable[str]) -> None:
-        allowed = set(allowed_fields)
-        for name in all_fields:
-            if name not in allowed and getattr(data, name, None) is not None:
-                self.add(name, f"not supported by {self.spec.id}", "unsupported_field")
-
-    def max_length(self, field: str, value: str | None, limit: int | None) -> None:
-        if value is not None and limit is not None and len(value) > limit:
-            self.add(field, f"at most {limit} characters for {self.spec.id}; this has {len(value)}", "too_long")
-
-    def image(self, field: str, ref: str, ctx: ValidationContext) -> None:
-        """An `upl_...` upload of the caller's that is an image, or an http(s) URL."""
-        if ref.startswith("upl_"):
-            upload = ctx.get_upload(ref)
-            if upload is None:
-                self.add(field, f"no upload {ref} of yours exists", "not_found")
-            elif upload.content_type not in IMAGE_TYPES:
-                self.add(field, f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required",
-                         "not_an_image")
-        elif not ref.startswith(URL_SCHEMES):
-            self.add(field, "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
-
-    def url(self, field: str, ref: str, what: str = "video") -> None:
-        if not ref.startswith(URL_SCHEMES):
-            self.add(field, f"must be an http(s) URL of a {what}", "invalid_url")
-
-    def raise_if_any(self) -> None:
-        if self.errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in self.errors), errors=self.errors)
+from app.providers.base import URL_SCHEMES, InputFile, UnreadableAnswer, as_object, first
 
 
 def uploads_among(pairs: Iterable[tuple[str, str | None]]) -> list[tuple[str, str]]:
@@ -84,20 +25,17 @@ def inline_image(ref: str, label: str, files: list[InputFile], data_uri: bool = 
     return ref
 
 
-def catalogue_status(adapter: Adapter, spec: ModelSpec, raw: str | None) -> UpstreamState:
-    """The model's `statuses` table in the catalogue first (for status words the docs do not
-    confirm), then the adapter's own; unknown words mean keep polling."""
-    table: Mapping[str, str] = spec.option("statuses") or {}
-    if raw is not None:
-        mapped = table.get(raw) or table.get(raw.lower())
-        if mapped:
-            return UpstreamState(mapped)
-    return adapter.map_status(raw)
-
-
 def result_url(body: Any, paths: Iterable[str]) -> str | None:
     value = first(body, *paths)
     return value if isinstance(value, str) and value.startswith(URL_SCHEMES) else None
+
+
+def batch_tasks(body: Any) -> list[Any]:
+    """The tasks in a batch fetch answer: a list, or an object whose `data` is one (or null: none)."""
+    tasks = body if isinstance(body, list) else as_object(body, "the batch answer").get("data") or []
+    if not isinstance(tasks, list):
+        raise UnreadableAnswer(f"the batch answer's data is not a list of tasks: {str(tasks)[:200]}")
+    return tasks
 
 
 def numbered(name: str, count: int, index: int) -> str:

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.core.errors import FieldError, ValidationFailed
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -23,17 +22,20 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     parse_progress,
+    upstream_state,
 )
 
 ALL_FORMAT_ONLY = (
     "watermark", "private", "style", "character_url", "character_timestamps",
     "character_from_task", "character_create",
 )
-IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
 
 
 def _to_str(value: Any) -> Any:
@@ -152,97 +154,67 @@ def _timestamps_error(value: str) -> str | None:
 class SoraAdapter(Adapter):
     family = "sora"
     input_model = SoraInput
-    status_map = {
-        "queued": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "processing": UpstreamState.RUNNING,
-        "completed": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "expired": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = SoraInput.model_validate(raw)
-        errors: list[FieldError] = []
-
-        def bad(field: str, message: str, code: str = "invalid") -> None:
-            errors.append(FieldError(field=f"input.{field}", message=message, code=code))
-
+    def check(
+        self, spec: ModelSpec, data: SoraInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         is_all = spec.option("format") == "all"
         if not is_all:
             for name in ALL_FORMAT_ONLY:
                 if getattr(data, name) is not None:
-                    bad(name, f"not supported by {spec.id}; only the -all models accept it", "unsupported_field")
-
+                    problems.add(name, f"not supported by {spec.id}; only the -all models accept it",
+                                 "unsupported_field")
         if data.remix_of is not None:
-            for name in ("seconds", "size", "input_reference", *ALL_FORMAT_ONLY):
-                if getattr(data, name) is not None:
-                    bad(name, "a remix takes only a prompt; the clip keeps its source's settings", "unsupported_field")
-            parent = ctx.get_job(data.remix_of)
-            if parent is None:
-                bad("remix_of", f"no job {data.remix_of} of yours exists", "not_found")
-            elif parent.family != "sora":
-                bad("remix_of", f"job {parent.id} is a {parent.model} job, not a Sora video", "invalid_reference")
-            elif parent.status != "succeeded" or not parent.upstream_id:
-                bad("remix_of", f"job {parent.id} is {parent.status}; only a succeeded video can be remixed", "invalid_reference")
-            elif parent.model != spec.id:
-                bad("remix_of", f"job {parent.id} used {parent.model}; remix it with the same model", "invalid_reference")
-            if errors:
-                raise ValidationFailed(errors[0].message, errors=errors)
-            return data.model_dump(mode="json", exclude_none=True)
+            self._check_remix(spec, data, ctx, problems)
+            return
 
         seconds = data.seconds or spec.option("default_seconds")
         allowed_seconds = [str(s) for s in spec.option("seconds", [])]
-        if seconds not in allowed_seconds:
-            bad("seconds", f"{seconds!r} is not allowed for {spec.id}; choose one of {', '.join(allowed_seconds)}", "not_allowed")
+        problems.choice("seconds", seconds, allowed_seconds)
         size = data.size or spec.option("default_size")
-        allowed_sizes = list(spec.option("sizes", []))
-        if size not in allowed_sizes:
-            bad("size", f"{size!r} is not allowed for {spec.id}; choose one of {', '.join(allowed_sizes)}", "not_allowed")
+        problems.choice("size", size, spec.option("sizes", []))
 
         if is_storyboard(data.prompt) and seconds in allowed_seconds:
             for problem in storyboard_errors(data.prompt, float(seconds)):
-                bad("prompt", f"storyboard: {problem}", "invalid_storyboard")
+                problems.add("prompt", f"storyboard: {problem}", "invalid_storyboard")
 
         if data.input_reference is not None:
-            self._check_reference(data.input_reference, size, ctx, bad)
+            upload = problems.image("input_reference", data.input_reference, ctx)
+            if upload is not None and upload.width and upload.height and f"{upload.width}x{upload.height}" != size:
+                problems.add("input_reference", f"image is {upload.width}x{upload.height} but size is {size}; "
+                             "they must match", "size_mismatch")
 
-        if (data.character_url is None) != (data.character_timestamps is None) and is_all:
-            missing = "character_timestamps" if data.character_timestamps is None else "character_url"
-            bad(missing, "character_url and character_timestamps must be given together", "missing")
-        if data.character_url is not None and is_all and not data.character_url.startswith(("https://", "http://")):
-            bad("character_url", "must be an http(s) URL of a video", "invalid_url")
-        if data.character_timestamps is not None and is_all:
-            problem = _timestamps_error(data.character_timestamps)
-            if problem:
-                bad("character_timestamps", problem, "invalid_range")
+        if is_all:
+            if (data.character_url is None) != (data.character_timestamps is None):
+                missing = "character_timestamps" if data.character_timestamps is None else "character_url"
+                problems.add(missing, "character_url and character_timestamps must be given together", "missing")
+            if data.character_url is not None:
+                problems.url("character_url", data.character_url)
+            if data.character_timestamps is not None:
+                problem = _timestamps_error(data.character_timestamps)
+                if problem:
+                    problems.add("character_timestamps", problem, "invalid_range")
 
-        if errors:
-            raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["seconds"] = seconds
-        out["size"] = size
-        return out
+        job_input["seconds"] = seconds
+        job_input["size"] = size
 
     @staticmethod
-    def _check_reference(ref: str, size: str, ctx: ValidationContext, bad: Any) -> None:
-        if ref.startswith("upl_"):
-            upload = ctx.get_upload(ref)
-            if upload is None:
-                bad("input_reference", f"no upload {ref} of yours exists", "not_found")
-                return
-            if upload.content_type not in IMAGE_TYPES:
-                bad("input_reference", f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required", "not_an_image")
-                return
-            if upload.width and upload.height and f"{upload.width}x{upload.height}" != size:
-                bad(
-                    "input_reference",
-                    f"image is {upload.width}x{upload.height} but size is {size}; they must match",
-                    "size_mismatch",
-                )
-        elif not ref.startswith(("https://", "http://")):
-            bad("input_reference", "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
+    def _check_remix(spec: ModelSpec, data: SoraInput, ctx: ValidationContext, problems: Problems) -> None:
+        for name in ("seconds", "size", "input_reference", *ALL_FORMAT_ONLY):
+            if getattr(data, name) is not None:
+                problems.add(name, "a remix takes only a prompt; the clip keeps its source's settings",
+                             "unsupported_field")
+        parent = ctx.get_job(data.remix_of)
+        if parent is None:
+            problems.add("remix_of", f"no job {data.remix_of} of yours exists", "not_found")
+        elif parent.family != "sora":
+            problems.add("remix_of", f"job {parent.id} is a {parent.model} job, not a Sora video", "invalid_reference")
+        elif parent.status != "succeeded" or not parent.upstream_id:
+            problems.add("remix_of", f"job {parent.id} is {parent.status}; only a succeeded video can be remixed",
+                         "invalid_reference")
+        elif parent.model != spec.id:
+            problems.add("remix_of", f"job {parent.id} used {parent.model}; remix it with the same model",
+                         "invalid_reference")
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         ref = job_input.get("input_reference")
@@ -268,20 +240,22 @@ class SoraAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         upstream_id = body.get("id") if isinstance(body, dict) else None
         if not upstream_id:
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         return CreateResult(upstream_id=str(upstream_id))
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", f"/v1/videos/{upstream_id}")
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
-        state = self.map_status(raw)
+        state = upstream_state(spec, raw)
         result = PollResult(state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body)
         if state is UpstreamState.FAILED:
             error = body.get("error") or {}
             if isinstance(error, str):
                 error = {"message": error}
+            error = as_object(error, "the error")
             result.error_code = error.get("code") or ("expired" if raw == "expired" else "generation_failed")
             result.error_message = error.get("message") or f"upstream reported {raw}"
         elif state is UpstreamState.SUCCEEDED:

@@ -25,15 +25,19 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
 from app.providers.http import UpstreamError
-from app.providers.shared import Problems, catalogue_status, numbered
+from app.providers.shared import batch_tasks, numbered
 
 MUSIC_FIELDS = (
     "mode", "gpt_description_prompt", "make_instrumental", "prompt", "tags", "title",
@@ -78,7 +82,7 @@ def _clips(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     data = task.get("data")
     if isinstance(data, Mapping):
         data = [data]
-    return [c for c in data or [] if isinstance(c, Mapping)]
+    return [c for c in data if isinstance(c, Mapping)] if isinstance(data, list) else []
 
 
 def _task(body: Any) -> Mapping[str, Any]:
@@ -92,26 +96,22 @@ class SunoAdapter(Adapter):
     family = "suno"
     input_model = SunoInput
     batch_poll_size = 50
-    # Only IN_PROGRESS is documented; the rest of the vocabulary is the catalogue's `statuses`.
-    status_map = {"IN_PROGRESS": UpstreamState.RUNNING}
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = SunoInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: SunoInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         if spec.option("action") == "LYRICS":
             problems.unsupported(data, {"prompt"}, MUSIC_FIELDS)
             if data.prompt is None:
                 problems.add("prompt", "required: what the lyrics are about", "missing")
             problems.max_length("prompt", data.prompt, spec.option("lyrics_prompt_max_length"))
-            problems.raise_if_any()
-            return data.model_dump(mode="json", exclude_none=True)
+            return
 
         mode = data.mode or self._infer_mode(data)
         for name in MUSIC_FIELDS:
             if name not in MODE_FIELDS[mode] and getattr(data, name) is not None:
                 problems.add(name, f"not used in {mode} mode", "unsupported_field")
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["mode"] = mode
+        job_input["mode"] = mode
         if mode == "inspiration" and data.gpt_description_prompt is None:
             problems.add("gpt_description_prompt", "required in inspiration mode", "missing")
         if mode == "custom":
@@ -122,14 +122,12 @@ class SunoAdapter(Adapter):
                 if getattr(data, name) is None:
                     problems.add(name, "required in custom mode", "missing")
         if mode == "continuation":
-            self._check_continuation(data, out, ctx, problems)
+            self._check_continuation(data, job_input, ctx, problems)
         problems.max_length("gpt_description_prompt", data.gpt_description_prompt,
                             spec.option("description_max_length"))
         problems.max_length("prompt", data.prompt, spec.option("prompt_max_length"))
         problems.max_length("tags", data.tags, spec.option("tags_max_length"))
         problems.max_length("title", data.title, spec.option("title_max_length"))
-        problems.raise_if_any()
-        return out
 
     @staticmethod
     def _infer_mode(data: SunoInput) -> str:
@@ -188,6 +186,7 @@ class SunoAdapter(Adapter):
         return UpstreamRequest("POST", spec.option("submit_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
+        body = as_object(body, "the submit answer")
         task_id = body.get("data")
         if body.get("code") == "success" and isinstance(task_id, str | int) and str(task_id):
             return CreateResult(upstream_id=str(task_id))
@@ -206,18 +205,17 @@ class SunoAdapter(Adapter):
                                                                          "action": spec.option("action")})
 
     def parse_batch_poll(self, spec: ModelSpec, upstream_ids: list[str], body: Any) -> dict[str, PollResult]:
-        tasks = body.get("data") if isinstance(body, Mapping) else body
         wanted = set(upstream_ids)
         return {
             str(task["task_id"]): self.parse_poll(spec, str(task["task_id"]), task)
-            for task in tasks or []
+            for task in batch_tasks(body)
             if isinstance(task, Mapping) and str(task.get("task_id")) in wanted
         }
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
-        task = _task(body)
+        task = as_object(_task(body), "the task")
         raw = task.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(task.get("progress")), payload=dict(task),
             started_at=parse_timestamp(task.get("start_time")), finished_at=parse_timestamp(task.get("finish_time")),
@@ -226,6 +224,8 @@ class SunoAdapter(Adapter):
             result.error_code = "generation_failed"
             result.error_message = str(task.get("fail_reason") or f"Suno reported {raw}")
         elif state is UpstreamState.SUCCEEDED:
+            if not isinstance(task.get("data") or [], list | Mapping):
+                raise UnreadableAnswer(f"the task's data is not a list of clips: {str(task.get('data'))[:200]}")
             result.progress = 100
             result.outputs = self._lyrics(spec, task) if spec.option("action") == "LYRICS" else self._songs(spec, task)
         return result

@@ -21,14 +21,18 @@ from app.providers.base import (
     InputFile,
     ModelSpec,
     PollResult,
+    Problems,
+    UnreadableAnswer,
     UpstreamRequest,
     UpstreamState,
     ValidationContext,
+    as_object,
     first,
     parse_progress,
     parse_timestamp,
+    upstream_state,
 )
-from app.providers.shared import Problems, catalogue_status, result_url
+from app.providers.shared import result_url
 
 
 def _as_list(value: Any) -> Any:
@@ -56,21 +60,10 @@ class VeoInput(BaseModel):
 class VeoAdapter(Adapter):
     family = "veo"
     input_model = VeoInput
-    status_map = {
-        "queued": UpstreamState.PENDING,
-        "pending": UpstreamState.PENDING,
-        "in_progress": UpstreamState.RUNNING,
-        "processing": UpstreamState.RUNNING,
-        "completed": UpstreamState.SUCCEEDED,
-        "succeeded": UpstreamState.SUCCEEDED,
-        "failed": UpstreamState.FAILED,
-        "cancelled": UpstreamState.FAILED,
-        "expired": UpstreamState.FAILED,
-    }
 
-    def validate(self, spec: ModelSpec, raw: dict[str, Any], ctx: ValidationContext) -> dict[str, Any]:
-        data = VeoInput.model_validate(raw)
-        problems = Problems(spec)
+    def check(
+        self, spec: ModelSpec, data: VeoInput, job_input: dict[str, Any], ctx: ValidationContext, problems: Problems
+    ) -> None:
         size = data.size or spec.option("default_size")
         problems.choice("size", size, spec.option("sizes", []))
         references = data.input_reference or []
@@ -80,12 +73,9 @@ class VeoAdapter(Adapter):
                          f"got {len(references)}", "too_many")
         for index, ref in enumerate(references):
             problems.image(f"input_reference.{index}", ref, ctx)
-        problems.raise_if_any()
-        out = data.model_dump(mode="json", exclude_none=True)
-        out["size"] = size
+        job_input["size"] = size
         if not references:
-            out.pop("input_reference", None)
-        return out
+            job_input.pop("input_reference", None)
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return [("input_reference", ref) for ref in job_input.get("input_reference", [])]
@@ -99,15 +89,16 @@ class VeoAdapter(Adapter):
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         upstream_id = first(body, "id", "task_id") if isinstance(body, dict) else None
         if not isinstance(upstream_id, str):
-            raise ValueError(f"create answer has no id: {str(body)[:200]}")
+            raise UnreadableAnswer(f"create answer has no id: {str(body)[:200]}")
         return CreateResult(upstream_id=upstream_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
         return UpstreamRequest("GET", spec.option("query_path", "/v1/videos/{id}").format(id=upstream_id))
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
+        body = as_object(body, "the answer")
         raw = body.get("status")
-        state = catalogue_status(self, spec, raw)
+        state = upstream_state(spec, raw)
         result = PollResult(
             state=state, raw_status=raw, progress=parse_progress(body.get("progress")), payload=body,
             started_at=parse_timestamp(body.get("created_at")), finished_at=parse_timestamp(body.get("completed_at")),
@@ -116,6 +107,7 @@ class VeoAdapter(Adapter):
             error = body.get("error") or {}
             if isinstance(error, str):
                 error = {"message": error}
+            error = as_object(error, "the error")
             result.error_code = error.get("code") or "generation_failed"
             result.error_message = (error.get("message") or first(body, "fail_reason", "failure")
                                     or f"upstream reported {raw}")

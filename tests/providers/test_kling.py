@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.providers.base import UpstreamState
+from app.providers.base import UnreadableAnswer, UpstreamState
 from app.providers.kling import ADAPTER
 from tests.providers.video_support import (
     input_file,
@@ -138,7 +138,7 @@ class TestPollContract:
         assert ADAPTER.parse_poll(spec("kling-text2video"), "x", body).state is UpstreamState.UNKNOWN
 
     def test_answer_without_data_is_unreadable(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(UnreadableAnswer):
             ADAPTER.parse_poll(spec("kling-text2video"), "x", {"code": 1203, "message": "task not found"})
 
 

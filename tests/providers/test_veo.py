@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.providers.base import UpstreamState
+from app.providers.base import UnreadableAnswer, UpstreamState
 from app.providers.veo import ADAPTER
 from tests.providers.video_support import (
     input_file,
@@ -42,7 +42,7 @@ class TestCreateContract:
         assert ADAPTER.parse_create(spec("veo3"), CREATE_ANSWER).upstream_id == "task_pa9C3tVnGxYw"
 
     def test_create_answer_without_an_id_is_unreadable(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(UnreadableAnswer):
             ADAPTER.parse_create(spec("veo3"), {"status": "queued"})
 
 
