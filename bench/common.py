@@ -43,7 +43,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
 def emulator(*args: str, api_key: str = "bench-key") -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "emulator", "--port", str(port), "--api-key", api_key, *args],
+        [sys.executable, "-m", "cometjobs", "emulator", "--port", str(port), "--api-key", api_key, *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"

@@ -177,10 +177,10 @@ class Bench:
 
     def start(self) -> None:
         port = self.emulator.rsplit(":", 1)[1]
-        proc = self.spawn(sys.executable, "-m", "app.cli", "emulator", "--port", port, "--api-key", EMULATOR_KEY,
+        proc = self.spawn(sys.executable, "-m", "cometjobs", "emulator", "--port", port, "--api-key", EMULATOR_KEY,
                           "--job-seconds", "0", "--content-bytes", str(self.size))
         wait_http(f"{self.emulator}/_emulator/health", proc)
-        subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=self.env, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "cometjobs", "migrate"], env=self.env, check=True, capture_output=True)
         for name in self.args.backends.split(","):
             if name == "local":
                 self.backends["local"] = {"COMETJOBS_STORAGE_URL": (self.root / "artifacts").as_uri()}

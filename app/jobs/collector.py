@@ -29,9 +29,9 @@ from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.states import ErrorSource, JobStatus, Timeline
 from app.jobs.transitions import fail, move
-from app.providers.base import ArtifactSource
+from app.providers.base import ArtifactSource, UnreadableAnswer
 from app.providers.http import UpstreamError, sync_client
-from app.providers.registry import adapter_for, get_model
+from app.providers.registry import UnknownModel, adapter_for, get_model
 from app.storage.backends import StorageError, get_storage
 from app.storage.copy import CopyError, StoredObject, copy_stream
 
@@ -109,9 +109,15 @@ def collect(job_id: str) -> str:
     if job is None:
         return "skipped"
     structlog.contextvars.bind_contextvars(job_id=job_id, model=job.model)
-    spec = get_model(job.model)
-    adapter = adapter_for(spec)
-    sources = adapter.parse_poll(spec, job.upstream_id or "", job.upstream_payload or {}).outputs
+    try:
+        spec = get_model(job.model)
+        sources = adapter_for(spec).parse_poll(spec, job.upstream_id or "", job.upstream_payload or {}).outputs
+    except UnknownModel:
+        return _give_up(job, token, "model_unavailable", f"model {job.model} is no longer configured",
+                        ErrorSource.VALIDATION)
+    except UnreadableAnswer as exc:
+        return _give_up(job, token, "upstream_result_unavailable", f"the stored answer cannot be read: {exc}",
+                        ErrorSource.UPSTREAM)
     stored: list[tuple[ArtifactSource, StoredObject]] = []
     try:
         for source in sources:
@@ -197,6 +203,13 @@ def _discard(stored: list[tuple[ArtifactSource, StoredObject]]) -> None:
             storage.delete(obj.key)
         except Exception as exc:  # leftovers are harmless: keys are unguessable and unreferenced
             log.warning("discard_failed", key=obj.key, error=repr(exc))
+
+
+def _give_up(job: Job, token: str, code: str, message: str, source: ErrorSource) -> str:
+    with session_scope() as session:
+        fail(session, job.id, expected=[JobStatus.COLLECTING], now=utcnow(), lease_token=token,
+             code=code, message=message, source=source)
+    return "failed"
 
 
 def retry_policy(settings: Settings) -> Backoff:

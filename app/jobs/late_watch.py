@@ -18,9 +18,9 @@ from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.jobs import repository as repo
 from app.jobs.states import JobStatus, Timeline
-from app.providers.base import ArtifactSource, UpstreamState
+from app.providers.base import ArtifactSource, UnreadableAnswer, UpstreamState
 from app.providers.http import UpstreamError, sync_client
-from app.providers.registry import adapter_for, get_model
+from app.providers.registry import UnknownModel, adapter_for, get_model
 
 log = structlog.get_logger(__name__)
 
@@ -43,20 +43,24 @@ def late_check(job_id: str) -> str:
         model, upstream_id, timed_out_at = job.model, job.upstream_id, job.completed_at
     try:
         spec = get_model(model)
-        adapter = adapter_for(spec)
+    except UnknownModel:  # retired: nothing can read its answers any more
+        _end_watch(job_id)
+        return "model_unavailable"
+    adapter = adapter_for(spec)
+    if not adapter.pollable:  # a synchronous family: nothing to poll, so nothing to watch
+        _end_watch(job_id)
+        return "not_pollable"
+    try:
         result = adapter.parse_poll(spec, upstream_id, sync_client().call(adapter.build_poll(spec, upstream_id)))
     except UpstreamError as exc:  # keep watching: the next check may get through
         log.info("late_check_failed", error_code=exc.error_code, error=str(exc)[:300])
         return "upstream_error"
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:  # model retired, or an unreadable answer
-        log.info("late_check_failed", error=repr(exc)[:300])
+    except UnreadableAnswer as exc:
+        log.info("late_check_failed", error=str(exc)[:300])
         return "unreadable"
-    except NotImplementedError:  # a synchronous family: nothing to poll, so nothing to watch
-        _end_watch(job_id)
-        return "not_pollable"
 
     now = utcnow()
-    found: tuple[str, str, dict[str, Any]] | None = None
+    found: tuple[Timeline, str, dict[str, Any]] | None = None
     if result.state is UpstreamState.SUCCEEDED:
         found = (Timeline.LATE_SUCCESS, "the upstream finished the task after the job timed out", {
             "upstream_status": result.raw_status,
@@ -76,7 +80,7 @@ def late_check(job_id: str) -> str:
 
 
 def _end_watch(
-    job_id: str, finding: tuple[str, str, dict[str, Any]] | None = None, now: datetime | None = None
+    job_id: str, finding: tuple[Timeline, str, dict[str, Any]] | None = None, now: datetime | None = None
 ) -> bool:
     """Stop watching, writing the finding to the timeline. Guarded: when two checks of
     one job race, only the first ends the watch and writes."""

@@ -26,7 +26,7 @@ from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.states import ErrorSource, JobEvent, JobStatus, Timeline
 from app.jobs.transitions import announce_progress, fail, move, subscribed_events
-from app.providers.base import ModelSpec, PollResult, UpstreamState
+from app.providers.base import ModelSpec, PollResult, UnreadableAnswer, UpstreamState
 from app.providers.http import UpstreamError, async_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
 from app.webhooks.repository import last_created
@@ -79,7 +79,7 @@ async def _poll_rows(rows: list[Any], settings: Settings, limits: Limits | None 
             metrics.upstream_call(spec.family, "poll", "ok", time.perf_counter() - started)
         try:
             return [Outcome(row, result=adapter.parse_poll(spec, row.upstream_id, body))]
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except UnreadableAnswer as exc:
             return [Outcome(row, error=_unreadable(exc))]
 
     async def batch(chunk: list[Any]) -> list[Outcome]:
@@ -96,7 +96,7 @@ async def _poll_rows(rows: list[Any], settings: Settings, limits: Limits | None 
             metrics.upstream_call(spec.family, "batch_poll", "ok", time.perf_counter() - started)
         try:
             results = adapter.parse_batch_poll(spec, ids, body)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except UnreadableAnswer as exc:
             return [Outcome(r, error=_unreadable(exc)) for r in chunk]
         missing = UpstreamError("the task was missing from the batch answer", code="missing_in_batch", retryable=True)
         return [Outcome(r, result=results[r.upstream_id]) if r.upstream_id in results else Outcome(r, error=missing)

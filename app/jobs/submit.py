@@ -33,7 +33,7 @@ from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.states import ErrorSource, JobStatus, Timeline
 from app.jobs.transitions import fail, move
-from app.providers.base import InputFile, ModelSpec, PollResult, UpstreamState
+from app.providers.base import InputFile, ModelSpec, PollResult, UnreadableAnswer, UpstreamState
 from app.providers.http import UpstreamError, sync_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
 from app.storage.backends import get_storage
@@ -134,7 +134,7 @@ def submit(job_id: str) -> str:
     except UpstreamError as exc:
         metrics.upstream_call(spec.family, "create", exc.error_code, time.perf_counter() - started)
         return with_db_retry(_upstream_error, _write_window(settings))(job, token, exc, settings)
-    except (ValueError, KeyError, TypeError) as exc:
+    except UnreadableAnswer as exc:
         metrics.upstream_call(spec.family, "create", "bad_response", time.perf_counter() - started)
         return _fail(
             job, token, "upstream_submit_unknown",

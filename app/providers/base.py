@@ -31,11 +31,8 @@ class UpstreamState(StrEnum):
     UNKNOWN = "unknown"
 
 
-class UnreadableAnswer(ValueError):
+class UnreadableAnswer(Exception):
     """An upstream answer (create, poll or batch poll) whose shape the adapter cannot read."""
-
-    # A ValueError only so that the callers in app/jobs, which catch ValueError today, keep
-    # treating it as an unreadable answer; once they catch UnreadableAnswer, drop the base.
 
 
 @dataclass(frozen=True)

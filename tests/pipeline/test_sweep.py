@@ -158,3 +158,18 @@ class TestLateWatch:
         inproc.clock.advance(5)
         inproc.sweep()
         assert inproc.publisher.of(TaskName.LATE_CHECK) == []
+
+
+class TestLateWatchOfSynchronousFamilies:
+    def test_a_family_with_nothing_to_poll_ends_its_watch_at_the_first_check(self, inproc):
+        from app.core.db import session_scope
+        from app.jobs import repository
+        from app.jobs.states import JobStatus
+
+        job_id = inproc.create_job(inproc.client(), model="gpt-image-1", input={"prompt": "a kite"})
+        with session_scope() as session:  # as if it had timed out while its create call ran
+            repository.guarded_update(session, job_id, [JobStatus.QUEUED], {
+                "status": "timed_out", "upstream_id": "img_1", "due_at": inproc.clock.now})
+        assert inproc.late_check(job_id) == "not_pollable"
+        assert inproc.job(job_id).due_at is None
+        assert inproc.upstream.calls == []
