@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every role; the command picks it:
-#   api (default) | worker | beat | flower | migrate | worker-health | clients ...
+#   api (default) | worker | scheduler | flower | migrate | worker-health | clients ...
 # e.g. `docker run cometjobs worker --concurrency 8`. See docker-compose.yml.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -17,6 +17,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 COPY app ./app
+COPY cometjobs ./cometjobs
 COPY workers ./workers
 COPY migrations ./migrations
 COPY emulator ./emulator
@@ -35,7 +36,7 @@ RUN groupadd --system --gid 10001 cometjobs \
 COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /var/lib/cometjobs
-# API, worker metrics exporter, Flower
-EXPOSE 8000 9808 5555
+# API, worker and scheduler metrics exporters, Flower
+EXPOSE 8000 9808 9809 5555
 ENTRYPOINT ["cometjobs"]
 CMD ["api", "--host", "0.0.0.0", "--port", "8000"]

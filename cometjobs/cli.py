@@ -74,14 +74,22 @@ def _celery_logging_flags() -> list[str]:
     return ["--quiet"] if settings.effective_log_format == "json" else []
 
 
-@main.command(context_settings=_PASSTHROUGH, help="Run Celery beat (poll, sweep and webhook ticks).")
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def beat(celery_args: tuple[str, ...]) -> None:
-    from app.core.settings import get_settings
-    from workers import app as celery_app
+@main.command(help="Run a scheduler replica: the poll, webhook, sweep and expiry ticks. Run two or more: "
+              "polling and webhooks are shared, sweeping and expiry run on the elected leader.")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on this port (default: COMETJOBS_SCHEDULER_METRICS_PORT; 0: off)")
+def scheduler(metrics_port: int | None) -> None:
+    import os
 
-    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
-    celery_app.start([*_celery_logging_flags(), "beat", *celery_args])
+    from app.core.settings import get_settings
+    from workers.scheduler import serve
+
+    # One process: its own registry, never another process's multiprocess files.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    _celery_logging_flags()
+    settings = get_settings()
+    port = settings.scheduler_metrics_port if metrics_port is None else metrics_port
+    serve(port, settings.scheduler_metrics_host)
 
 
 @main.command(context_settings=_PASSTHROUGH, help="Run Flower, the Celery monitoring UI.")

@@ -138,7 +138,7 @@ def _start_stack(children: _Children, host: str, port: int, emulator_port: int, 
         _wait_http(f"http://{host}:{emulator_port}/_emulator/health", children.procs)
     children.start("api", ["api", "--host", host, "--port", str(port)])
     children.start("worker", ["worker", "--loglevel", "INFO", "--concurrency", "2", "-n", "dev@%h"])
-    children.start("beat", ["beat", "--loglevel", "WARNING"])
+    children.start("scheduler", ["scheduler"])
     _wait_http(f"http://{host}:{port}/healthz", children.procs)
 
 

@@ -1,5 +1,5 @@
 """Shared fixtures: a real Postgres database, a real Redis (namespaced per run),
-the CometAPI emulator, and real API, Celery worker and beat processes.
+the CometAPI emulator, and real API, Celery worker and scheduler processes.
 
 Everything is configured through COMETJOBS_* variables set here, before the
 application is imported, so the test process and every child agree.
@@ -155,22 +155,19 @@ def start_worker(name: str, *extra: str, env: dict[str, str] | None = None, plai
     return service
 
 
-def start_beat(env: dict[str, str] | None = None, name: str = "beat") -> Service:
-    service = Service(
-        name, cometjobs("beat", "--loglevel", "INFO", "--schedule", str(TMP / f"{name}-{uuid.uuid4().hex[:6]}")),
-        env or dict(os.environ), TMP,
-    ).start()
-    service.wait_log("beat: Starting", timeout=60)
+def start_scheduler(env: dict[str, str] | None = None, name: str = "scheduler") -> Service:
+    service = Service(name, cometjobs("scheduler"), env or dict(os.environ), TMP).start()
+    service.wait_log("scheduler_started", timeout=60)
     return service
 
 
 @pytest.fixture(scope="session")
 def pipeline(database: str, emulator_service: Service) -> Iterator[dict[str, Service]]:
-    """A real Celery worker (started the plain `celery -A workers` way) and beat."""
+    """A real Celery worker (started the plain `celery -A workers` way) and a scheduler."""
     worker = start_worker("worker", plain_celery=True)
-    beat = start_beat()
-    yield {"worker": worker, "beat": beat}
-    beat.stop()
+    scheduler = start_scheduler()
+    yield {"worker": worker, "scheduler": scheduler}
+    scheduler.stop()
     worker.stop()
 
 
@@ -195,7 +192,7 @@ def api(clean: None) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def http(clean: None, api_service: Service, pipeline: dict[str, Service], emulator: Emulator) -> Iterator[httpx.Client]:
-    """A real socket to the API process, with the worker, beat and emulator running."""
+    """A real socket to the API process, with the worker, scheduler and emulator running."""
     with httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=30) as client:
         yield client
 
@@ -240,7 +237,7 @@ def s3_server():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def private_database(database: str) -> Iterator[str]:
-    """A second migrated database for in-process tests: the shared worker and beat of
+    """A second migrated database for in-process tests: the shared worker and scheduler of
     this session (`pipeline`) act on the first one, and would race these tests."""
     name = f"{DB_NAME}_own"
     with _pg_admin() as conn:

@@ -86,7 +86,7 @@ def test_dev_runs_a_job_end_to_end_and_stops_cleanly(dev_stack):
 
     proc = dev_stack["proc"]
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) >= 4  # emulator, api, worker (+ its pool), beat
+    assert len(children) >= 4  # emulator, api, worker (+ its pool), scheduler
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == 0
     assert "cometjobs dev: stopped" in dev_stack["output"]()

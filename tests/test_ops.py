@@ -63,6 +63,7 @@ class Ops:
     def __init__(self) -> None:
         self.s3 = MotoS3(TMP)
         self.worker_metrics_port = free_port()
+        self.scheduler_metrics_port = free_port()
         self.stack = Stack("ops", TMP, _base_env(), overrides={
             "COMETJOBS_ENV": "prod",
             "COMETJOBS_LOG_FORMAT": "json",
@@ -91,7 +92,7 @@ class Ops:
         self.stack.env = {**self.env, "COMETJOBS_WORKER_METRICS_PORT": str(self.worker_metrics_port)}
         self.worker = self.stack.start_worker("worker")
         self.stack.env = self.env
-        self.stack.start_beat()
+        self.stack.start_scheduler("scheduler", "--metrics-port", str(self.scheduler_metrics_port))
         return self
 
     def stop(self) -> None:
@@ -118,6 +119,19 @@ class Ops:
         response = httpx.get(f"http://127.0.0.1:{self.worker_metrics_port}/metrics", timeout=10)
         assert response.status_code == 200
         return parse(response.text)
+
+    def scrape_scheduler(self) -> Samples:
+        response = httpx.get(f"http://127.0.0.1:{self.scheduler_metrics_port}/metrics", timeout=10)
+        assert response.status_code == 200
+        return parse(response.text)
+
+    def scrape_pipeline(self) -> Samples:
+        """The worker's and the scheduler's series, summed: a job's work happens in both
+        (submit and collect in the worker, polls and webhook retries in the scheduler)."""
+        merged = dict(self.scrape_worker())
+        for key, value in self.scrape_scheduler().items():
+            merged[key] = merged.get(key, 0.0) + value
+        return merged
 
     def client(self, webhook_url: str | None = None, *extra: str) -> dict[str, Any]:
         made = self.stack.create_client("ops", webhook_url, *extra)
@@ -186,17 +200,17 @@ class TestMetricsAfterARealJob:
         receiver = Receiver().start()
         try:
             client = ops.client(receiver.url)
-            api_before, worker_before = ops.scrape_api(), ops.scrape_worker()
+            api_before, worker_before = ops.scrape_api(), ops.scrape_pipeline()
             job_id = ops.submit(client, model="sora-2-pro")
             job = ops.wait_terminal(client, job_id)
             assert job["status"] == "succeeded", job
             receiver.wait_for_job(job_id)
             wait_for(
-                lambda: delta(worker_before, ops.scrape_worker(), "cometjobs_webhook_attempts_total",
+                lambda: delta(worker_before, ops.scrape_pipeline(), "cometjobs_webhook_attempts_total",
                               outcome="success") >= 1,
                 timeout=30, message="the webhook attempt to be counted",
             )
-            api, worker = ops.scrape_api(), ops.scrape_worker()
+            api, worker = ops.scrape_api(), ops.scrape_pipeline()
         finally:
             receiver.stop()
 
@@ -213,7 +227,7 @@ class TestMetricsAfterARealJob:
         assert api_delta("cometjobs_http_requests_total", route="/v1/jobs/{job_id}", method="GET", status="200") >= 1
         assert not any(job_id in str(labels) for (_name, labels) in api)
 
-        # The worker: the job's life, state by state.
+        # The pipeline (worker and scheduler): the job's life, state by state.
         assert worker_delta("cometjobs_jobs_finished_total", model="sora-2-pro", status="succeeded") == 1
         assert worker_delta("cometjobs_job_duration_seconds_count", model="sora-2-pro", status="succeeded") == 1
         took = worker_delta("cometjobs_job_duration_seconds_sum", model="sora-2-pro", status="succeeded")
@@ -241,12 +255,13 @@ class TestMetricsAfterARealJob:
         assert worker_delta("cometjobs_storage_copied_bytes_total", backend="s3") == stored
         assert worker_delta("cometjobs_storage_copy_duration_seconds_count", backend="s3") == 2
 
-        # The webhook, and the Celery tasks that carried all of it.
+        # The webhook, the Celery tasks that carried the job's work, and the scheduler's poll rounds.
         assert worker_delta("cometjobs_webhook_attempts_total", outcome="success") == 1
         assert worker_delta("cometjobs_webhook_attempt_duration_seconds_count") == 1
-        for task in ("cometjobs.submit_job", "cometjobs.collect_job", "cometjobs.poll_due"):
+        for task in ("cometjobs.submit_job", "cometjobs.collect_job"):
             assert worker_delta("cometjobs_celery_tasks_total", task=task, state="success") >= 1
             assert worker_delta("cometjobs_celery_task_duration_seconds_count", task=task) >= 1
+        assert worker_delta("cometjobs_tick_runs_total", tick="poll", outcome="ok") >= 1
 
     def test_worker_exporter_sums_the_files_of_its_pool_children(self, ops):
         main_pid = ops.worker.proc.pid
@@ -258,12 +273,29 @@ class TestMetricsAfterARealJob:
         assert not ops.gone_worker_dir.exists()
 
 
+class TestScheduler:
+    def test_each_tick_beats_and_one_replica_leads(self, ops):
+        import time
+
+        def beats() -> Samples | None:
+            samples = ops.scrape_scheduler()
+            ticks = {dict(labels)["tick"]: value for (name, labels), value in samples.items()
+                     if name == "cometjobs_tick_last_success_timestamp_seconds"}
+            return samples if {"poll", "deliver", "sweep", "expire"} <= set(ticks) else None
+
+        samples = wait_for(beats, timeout=30, message="a heartbeat from every tick")
+        for tick in ("poll", "deliver", "sweep"):
+            assert time.time() - total(samples, "cometjobs_tick_last_success_timestamp_seconds", tick=tick) < 30
+            assert total(samples, "cometjobs_tick_runs_total", tick=tick, outcome="ok") >= 1
+        assert total(samples, "cometjobs_scheduler_leader") == 1
+
+
 class TestGaugesReadAtScrapeTime:
     def test_running_job_and_undelivered_webhook_are_counted_from_postgres(self, ops):
         receiver = Receiver(default=503, headers={"Retry-After": "300"}).start()
         try:
             client = ops.client(receiver.url, "--events", "job.running")
-            worker_before = ops.scrape_worker()
+            worker_before = ops.scrape_pipeline()
             job_id = ops.submit(client, prompt="a slow tide [stall]")
 
             def gauges() -> Samples | None:
@@ -284,7 +316,7 @@ class TestGaugesReadAtScrapeTime:
             assert 0 < age < 120
             assert total(samples, "cometjobs_database_scrape_success") == 1
             wait_for(
-                lambda: delta(worker_before, ops.scrape_worker(), "cometjobs_webhook_attempts_total",
+                lambda: delta(worker_before, ops.scrape_pipeline(), "cometjobs_webhook_attempts_total",
                               outcome="http_5xx") >= 1,
                 timeout=30, message="the failed attempt to be counted",
             )
@@ -509,7 +541,7 @@ class TestLogs:
                 about.append(record)
                 assert record.get("job_id") == job_id, (name, line)
                 assert record.get("model") == logged_job["model"], (name, line)
-                assert record.get("task_id") or record.get("request_id"), (name, line)
+                assert record.get("task_id") or record.get("request_id") or record.get("tick"), (name, line)
         statuses = {r.get("status") for r in about if r.get("event") == "job_status"}
         assert statuses == {"submitting", "running", "collecting", "succeeded"}
         assert any(r.get("event") == "webhook_attempt" for r in about)

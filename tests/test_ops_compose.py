@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).parent.parent
-ROLES = {"migrate": "migrate", "api": "api", "worker": "worker", "beat": "beat", "flower": "flower"}
+ROLES = {"migrate": "migrate", "api": "api", "worker": "worker", "scheduler": "scheduler", "flower": "flower"}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def prometheus_config() -> dict:
 
 class TestCompose:
     def test_brings_up_every_part_of_the_stack(self, compose):
-        assert {"postgres", "redis", "minio", "create-bucket", "migrate", "api", "worker", "beat", "flower",
+        assert {"postgres", "redis", "minio", "create-bucket", "migrate", "api", "worker", "scheduler", "flower",
                 "prometheus"} <= set(compose["services"])
 
     def test_every_cometjobs_role_is_one_image_selected_by_command(self, compose):
@@ -46,7 +46,7 @@ class TestCompose:
 
     def test_services_start_after_migrations_and_the_bucket(self, compose):
         services = compose["services"]
-        for name in ("api", "worker", "beat"):
+        for name in ("api", "worker", "scheduler"):
             after = services[name]["depends_on"]
             assert after["migrate"]["condition"] == "service_completed_successfully"
             assert after["create-bucket"]["condition"] == "service_completed_successfully"

@@ -1,5 +1,5 @@
 """A deployment of its own that stores results in S3 (moto's server on loopback), configured
-by the AWS tools' standard variables: real API, worker, beat and emulator processes."""
+by the AWS tools' standard variables: real API, worker, scheduler and emulator processes."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def stack(database: str, s3_server: MotoS3, bucket: str) -> Iterator[Stack]:
         stack.start_emulator()
         stack.start_api()
         stack.start_worker()
-        stack.start_beat()
+        stack.start_scheduler()
         yield stack
     finally:
         stack.stop()
@@ -171,7 +171,7 @@ class TestInterruptedCopies:
 
 
 class TestDeletion:
-    def test_beat_deletes_expired_results_and_the_job_says_so(self, stack, emulator, s3_server, bucket):
+    def test_the_scheduler_deletes_expired_results_and_the_job_says_so(self, stack, emulator, s3_server, bucket):
         client = stack.create_client("expiring")
         job = wait_terminal(stack.http, client, submit(stack, client, "ephemeral"), timeout=90)
         prefix = job_prefix(stack, job["id"])

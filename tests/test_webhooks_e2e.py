@@ -1,4 +1,4 @@
-"""Webhooks end to end: real API, Celery worker and beat processes, and real HTTP
+"""Webhooks end to end: real API, Celery worker and scheduler processes, and real HTTP
 receivers on loopback. The retry schedule is shrunk to 0.3, 0.6, 1 s (4 attempts)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Celery settings that differ from the defaults, each with its reason. The broker,
-routing and publish settings are shared with every publisher (`app/core/broker.py`)."""
+routing and publish settings are shared with every publisher (`app/core/broker.py`).
+There is no beat schedule: periodic work runs in `cometjobs scheduler`."""
 
 from __future__ import annotations
 
@@ -7,14 +8,9 @@ from typing import Any
 
 from app.core.broker import broker_config
 from app.core.settings import Settings
-from app.core.tasks import TaskName
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    tick = settings.poll_tick.total_seconds()
-    sweep = settings.sweep_interval.total_seconds()
-    webhook_tick = settings.webhook_tick.total_seconds()
-    expiry = settings.artifact_expiry_tick.total_seconds()
     return {
         **broker_config(settings),
         # A message is a nudge, acknowledged on receipt: if a worker dies mid-task, the sweeper
@@ -38,17 +34,5 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # structlog owns the log format.
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
-        "beat_schedule": {
-            # Each entry expires about one interval later: a backlog of stale ticks is useless.
-            "poll-due": _tick(TaskName.POLL_DUE, tick),
-            "deliver-due": _tick(TaskName.DELIVER_DUE, webhook_tick),
-            "sweep": _tick(TaskName.SWEEP, sweep),
-            "expire-artifacts": _tick(TaskName.EXPIRE_ARTIFACTS, expiry),
-        },
-        "beat_schedule_filename": str(settings.data_dir.resolve() / "celerybeat-schedule"),
         "worker_concurrency": settings.worker_concurrency,
     }
-
-
-def _tick(task: TaskName, seconds: float) -> dict[str, Any]:
-    return {"task": task.value, "schedule": seconds, "options": {"expires": max(1.0, seconds)}}

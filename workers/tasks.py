@@ -7,10 +7,9 @@ from typing import Any
 import structlog
 from sqlalchemy import select
 
-from app.artifacts import retention
 from app.core.db import session_scope
 from app.core.tasks import TaskName
-from app.jobs import collector, late_watch, poller, submit, sweeper
+from app.jobs import collector, late_watch, submit
 from app.jobs.models import Job
 from app.webhooks import service as webhooks
 from workers.celery_app import app
@@ -55,27 +54,3 @@ def late_check(self: Any, job_id: str) -> str:
 def deliver_webhook(self: Any, delivery_id: str) -> str:
     _bind(self.request.id, delivery_id=delivery_id)
     return webhooks.deliver_one(delivery_id)
-
-
-@app.task(name=TaskName.POLL_DUE.value, bind=True)
-def poll_due(self: Any) -> dict[str, int]:
-    _bind(self.request.id)
-    return poller.poll_due()
-
-
-@app.task(name=TaskName.DELIVER_DUE.value, bind=True)
-def deliver_due(self: Any) -> dict[str, int]:
-    _bind(self.request.id)
-    return webhooks.deliver_due()
-
-
-@app.task(name=TaskName.SWEEP.value, bind=True)
-def sweep(self: Any) -> dict[str, int]:
-    _bind(self.request.id)
-    return sweeper.sweep()
-
-
-@app.task(name=TaskName.EXPIRE_ARTIFACTS.value, bind=True)
-def expire_artifacts(self: Any) -> dict[str, int]:
-    _bind(self.request.id)
-    return retention.expire_due()

@@ -19,7 +19,9 @@ class Closeable(Protocol):
 
 C = TypeVar("C", bound=Closeable)
 _state: dict[str, Any] = {"pid": None}
-_resources: dict[str, Closeable] = {}
+# Clients bound to the loop that made them, with the pid that made them (a forked child
+# must not reuse its parent's sockets).
+_resources: dict[str, tuple[int, Closeable]] = {}
 
 
 def _runner() -> asyncio.Runner:
@@ -40,26 +42,28 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 def loop_resource(name: str, factory: Callable[[], C]) -> C:
     """A client that lives as long as this process's loop: made on first use (inside the
     running loop), closed by `shutdown()`."""
-    if _state.get("pid") != os.getpid():
-        _resources.clear()
-    if name not in _resources:
-        _resources[name] = factory()
-    resource: C = _resources[name]  # type: ignore[assignment]
+    held = _resources.get(name)
+    if held is None or held[0] != os.getpid():
+        held = (os.getpid(), factory())
+        _resources[name] = held
+    resource: C = held[1]  # type: ignore[assignment]
     return resource
+
+
+async def close_resources() -> None:
+    """Close this process's loop-bound clients (from inside the loop that made them)."""
+    mine = [resource for pid, resource in _resources.values() if pid == os.getpid()]
+    _resources.clear()
+    for resource in mine:
+        await resource.aclose()
 
 
 def shutdown() -> None:
     if _state.get("pid") != os.getpid() or "runner" not in _state:
         return
     runner: asyncio.Runner = _state["runner"]
-
-    async def _close() -> None:
-        for resource in _resources.values():
-            await resource.aclose()
-
     try:
-        runner.run(_close())
+        runner.run(close_resources())
     finally:
         runner.close()
         _state.clear()
-        _resources.clear()

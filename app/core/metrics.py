@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.orm import Session
 
 from app.core.db import on_commit
@@ -77,6 +77,30 @@ TASKS = Counter(
 TASK_SECONDS = Histogram(
     "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS
 )
+
+TICK_RUNS = Counter(
+    "cometjobs_tick_runs_total", "Scheduler tick rounds by tick and outcome (ok, error)", ["tick", "outcome"]
+)
+TICK_SECONDS = Histogram(
+    "cometjobs_tick_duration_seconds", "Duration of one scheduler tick round", ["tick"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+TICK_LAST_SUCCESS = Gauge(
+    "cometjobs_tick_last_success_timestamp_seconds", "When each scheduler tick last completed a round (heartbeat)",
+    ["tick"], multiprocess_mode="max",
+)
+SCHEDULER_LEADER = Gauge(
+    "cometjobs_scheduler_leader", "1 while this scheduler replica holds the leadership lock",
+    multiprocess_mode="liveall",
+)
+
+
+def tick_ran(tick: str, seconds: float, *, ok: bool) -> None:
+    TICK_RUNS.labels(tick=tick, outcome="ok" if ok else "error").inc()
+    TICK_SECONDS.labels(tick=tick).observe(seconds)
+    if ok:
+        TICK_LAST_SUCCESS.labels(tick=tick).set_to_current_time()
+
 
 def after_commit(session: Session | None, record: Callable[[], None]) -> None:
     """Record once the transaction commits, so a rolled-back move is never counted."""

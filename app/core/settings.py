@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     late_watch: Duration = timedelta(hours=6)
     late_watch_interval: Duration = timedelta(minutes=5)
 
+    # Scheduler (`cometjobs scheduler`): how often a standby tries to take the leadership
+    # over, and how often the leader checks that it still holds it.
+    scheduler_leader_check: Duration = timedelta(seconds=2)
+    # The scheduler's Prometheus exporter; 0 = off.
+    scheduler_metrics_port: int = 0
+    scheduler_metrics_host: str = "0.0.0.0"
+
     # Workers
     worker_concurrency: int = 4
     # The worker's Prometheus exporter (multiprocess mode, needs PROMETHEUS_MULTIPROC_DIR); 0 = off.

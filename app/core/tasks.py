@@ -1,4 +1,5 @@
-"""The messaging contract: every task name and the queue each is routed to.
+"""The messaging contract: every task name and the queue each is routed to. These are
+job work only; periodic work runs in the scheduler (`workers/scheduler.py`), not as tasks.
 
 Callers enqueue by `TaskName`, the worker registers its tasks under the same
 names, and both the worker and the API's publisher route with `ROUTES`, so a
@@ -15,10 +16,6 @@ class TaskName(StrEnum):
     COLLECT_JOB = "cometjobs.collect_job"
     LATE_CHECK = "cometjobs.late_check"
     DELIVER_WEBHOOK = "cometjobs.deliver_webhook"
-    POLL_DUE = "cometjobs.poll_due"
-    DELIVER_DUE = "cometjobs.deliver_due"
-    SWEEP = "cometjobs.sweep"
-    EXPIRE_ARTIFACTS = "cometjobs.maintenance.expire_artifacts"
 
 
 class QueueName(StrEnum):
@@ -31,13 +28,9 @@ class QueueName(StrEnum):
 
 ROUTES: dict[TaskName, QueueName] = {
     TaskName.SUBMIT_JOB: QueueName.SUBMIT,
-    TaskName.POLL_DUE: QueueName.POLL,
     TaskName.LATE_CHECK: QueueName.POLL,
     TaskName.COLLECT_JOB: QueueName.COLLECT,
     TaskName.DELIVER_WEBHOOK: QueueName.WEBHOOKS,
-    TaskName.DELIVER_DUE: QueueName.WEBHOOKS,
-    TaskName.SWEEP: QueueName.MAINTENANCE,
-    TaskName.EXPIRE_ARTIFACTS: QueueName.MAINTENANCE,
 }
 
 __all__ = ["ROUTES", "QueueName", "TaskName"]

@@ -1,4 +1,4 @@
-"""Batched polling: one beat tick claims every running job whose poll is due,
+"""Batched polling: each scheduler tick claims every running job whose poll is due,
 polls them concurrently over one pooled client (bounded per family), and
 writes the results back in bulk. No task per poll, no countdowns."""
 
@@ -122,12 +122,17 @@ def _unreadable(exc: Exception) -> UpstreamError:
 
 
 def poll_due() -> dict[str, int]:
-    """One beat tick: claim, poll and write back batches until nothing is due (or the
-    tick's budget is spent). Database work runs in threads while the next batch's
-    HTTP calls are in flight, so the poller spends its time waiting on the upstream."""
-    settings = get_settings()
+    """`poll_tick` for callers without an event loop of their own."""
+    return run(poll_tick(get_settings()))
+
+
+async def poll_tick(settings: Settings) -> dict[str, int]:
+    """One tick: claim, poll and write back batches until nothing is due (or the tick's
+    budget is spent). Database work runs in threads while the next batch's HTTP calls
+    are in flight, so the poller spends its time waiting on the upstream. `budget_spent`
+    in the answer says work was left for the next tick."""
     stats: dict[str, int] = defaultdict(int)
-    run(_pipeline(settings, stats))
+    await _pipeline(settings, stats)
     return dict(stats)
 
 
@@ -163,7 +168,10 @@ async def _pipeline(settings: Settings, stats: dict[str, int]) -> None:
         rows = await claiming
         if not rows:
             break
-        more = len(rows) == settings.poll_batch_size and time.monotonic() < budget_end
+        full = len(rows) == settings.poll_batch_size
+        more = full and time.monotonic() < budget_end
+        if full and not more:
+            stats["budget_spent"] = 1
         if more:
             # Claimed sets are disjoint (each claim pushes due_at to its lease), so the next
             # batch can be claimed while this one is being polled.

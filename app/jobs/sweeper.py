@@ -1,6 +1,6 @@
 """The sweeper: the database says what is overdue; nudge it again.
 
-Runs on a short beat interval. Because every queue message is only a nudge,
+Runs on the scheduler's leader every SWEEP_INTERVAL. Because every queue message is only a nudge,
 losing all of them (a flushed Redis, a crashed worker) delays jobs by at most
 one sweep, never loses them. Each step is its own short transaction.
 """

@@ -291,10 +291,11 @@ def deliver_one(delivery_id: str) -> str:
 def deliver_due() -> dict[str, int]:
     """Send every due delivery, keeping up to `webhook_concurrency` in flight, for at
     most `webhook_budget`. Claims and records run in a thread, so sending never pauses."""
-    return run(_pump(get_settings()))
+    return run(deliver_tick(get_settings()))
 
 
-async def _pump(settings: Settings) -> dict[str, int]:
+async def deliver_tick(settings: Settings) -> dict[str, int]:
+    """One tick: send what is due for at most `webhook_budget`."""
     return await _Pump(settings).run()
 
 
@@ -337,6 +338,8 @@ class _Pump:
                 await self._hand_back_late(now)
                 self._start_sends()
                 if self._done(now):
+                    if not self.exhausted:
+                        self.counts["budget_spent"] = 1
                     return dict(self.counts)
                 try:
                     async with asyncio.timeout(0.05):

@@ -19,7 +19,7 @@ def test_jobs_survive_a_redis_restart_with_an_empty_dataset(make_stack):
     stack.start_emulator()
     stack.start_api()
     stack.start_worker("worker")
-    stack.start_beat()
+    stack.start_scheduler()
     receiver = Receiver().start()
     try:
         client = stack.create_client("redis", receiver.url)

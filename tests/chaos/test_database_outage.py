@@ -23,7 +23,7 @@ def test_api_answers_503_during_a_database_outage_and_nothing_is_lost(make_stack
         stack.start_emulator()
         stack.start_api()
         stack.start_worker("worker")
-        stack.start_beat()
+        stack.start_scheduler()
         client = stack.create_client("pgdown")
 
         accepted: list[str] = []

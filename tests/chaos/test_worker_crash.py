@@ -38,7 +38,7 @@ def test_killing_a_worker_in_every_stage_loses_and_doubles_nothing(make_stack):
     stack.start_emulator()
     stack.start_api()
     first = stack.start_worker("first")
-    stack.start_beat()
+    scheduler = stack.start_scheduler()
     receiver = Receiver().start()
     try:
         client = stack.create_client("crash")
@@ -73,9 +73,13 @@ def test_killing_a_worker_in_every_stage_loses_and_doubles_nothing(make_stack):
         wait_for(lambda: len([t for t in stack.emulator.tasks() if t["prompt"].startswith("submitting-")]) == 3,
                  timeout=60, message="the upstream to hold three create calls")
 
+        # The held deliveries may be in either process: the worker's nudged send or the
+        # scheduler's round. Both die.
         first.kill()
+        scheduler.kill()
         receiver.release()
         stack.start_worker("second")
+        stack.start_scheduler("scheduler-2")
 
         def all_terminal() -> bool:
             return all(s in TERMINAL for s in statuses(stack, prompts).values())
@@ -108,7 +112,7 @@ def test_killing_a_worker_in_every_stage_loses_and_doubles_nothing(make_stack):
 
         wait_for(lambda: all(terminal_hooks(j) for j in prompts), timeout=90,
                  message="a terminal webhook for every job")
-        # Held when the worker died, so the delivery's lease runs out and it is sent again.
+        # Held when their process died, so the delivery's lease runs out and it is sent again.
         wait_for(lambda: all(len(terminal_hooks(j)) >= 2 for j in groups["delivering"]), timeout=90,
                  message="the held deliveries to be sent again")
         for job_id in prompts:

@@ -1,5 +1,5 @@
 """A whole cometjobs deployment of its own, for tests that kill and restart things:
-its own database, broker namespace (or Redis server), emulator, API, workers and beat.
+its own database, broker namespace (or Redis server), emulator, API, workers and scheduler.
 Nothing it does can disturb the shared test stack, and vice versa."""
 
 from __future__ import annotations
@@ -179,10 +179,9 @@ class Stack:
             service.wait_log("ready", timeout=90)
         return service
 
-    def start_beat(self) -> Service:
-        service = self._service("beat", cometjobs(
-            "beat", "--loglevel", "INFO", "--schedule", str(self.root / f"beat-{uuid.uuid4().hex[:6]}")))
-        service.wait_log("beat: Starting", timeout=60)
+    def start_scheduler(self, name: str = "scheduler", *extra: str) -> Service:
+        service = self._service(name, cometjobs("scheduler", *extra))
+        service.wait_log("scheduler_started", timeout=60)
         return service
 
     def _service(self, name: str, args: list[str]) -> Service:
