@@ -281,7 +281,7 @@ def own_db(private_database: str) -> Iterator[str]:
 def inproc(own_db: str):  # type: ignore[no-untyped-def]
     """The in-process pipeline (tests/support/inprocess.py): recorded publisher,
     scripted upstream, frozen clock, private database."""
-    from app.core import queue
+    from app.core import aio, queue
     from app.core.clock import use_clock
     from app.providers.http import use_upstream
     from tests.support.inprocess import FakeUpstream, FrozenClock, Pipeline, RecordingPublisher
@@ -293,3 +293,4 @@ def inproc(own_db: str):  # type: ignore[no-untyped-def]
             yield Pipeline(publisher, upstream, clock)
     finally:
         queue.install(previous)
+        aio.shutdown()  # the webhook client lives on this process's loop

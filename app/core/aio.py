@@ -25,7 +25,7 @@ _resources: dict[str, tuple[int, Closeable]] = {}
 
 
 def _runner() -> asyncio.Runner:
-    if _state["pid"] != os.getpid():
+    if _state.get("pid") != os.getpid():
         _state.clear()
         _resources.clear()
         _state["pid"] = os.getpid()

@@ -22,10 +22,10 @@ def test_two_schedulers_share_polling_and_never_poll_a_job_twice_in_a_round(make
     one = stack.start_scheduler("one")
     two = stack.start_scheduler("two")
     client = stack.create_client("polling")
-    jobs = 120
+    jobs = 60
     for n in range(jobs):
         response = stack.http.post("/v1/jobs", headers=client["headers"],
-                                   json={"model": "sora-2", "input": {"prompt": f"poll-{n} [job-seconds=8]"}})
+                                   json={"model": "sora-2", "input": {"prompt": f"poll-{n} [job-seconds=5]"}})
         assert response.status_code == 202
     wait_for(lambda: stack.status_counts() == {"succeeded": jobs}, timeout=180, interval=0.5,
              message=lambda: f"all jobs to succeed: {stack.status_counts()}\n{stack.logs()}")

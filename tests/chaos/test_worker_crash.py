@@ -29,7 +29,8 @@ def statuses(stack, ids):
 def test_killing_a_worker_in_every_stage_loses_and_doubles_nothing(make_stack):
     stack = make_stack("crash", overrides={
         "COMETJOBS_WORKER_CONCURRENCY": "14",
-        "COMETJOBS_SUBMIT_LEASE": "5",
+        # Long enough that a create call on a busy machine is not judged lost before the kill.
+        "COMETJOBS_SUBMIT_LEASE": "15",
         "COMETJOBS_COLLECT_LEASE": "5",
         "COMETJOBS_WEBHOOK_LEASE": "5",
         "COMETJOBS_WEBHOOK_TIMEOUT": "120",

@@ -42,10 +42,11 @@ class RecordingPublisher:
 
 
 class FrozenClock:
-    """`utcnow()` for the pipeline: stands still until the test moves it."""
+    """`utcnow()` for the pipeline: stands still until the test moves it. It starts at the
+    real time, so webhook signatures (whose timestamp must be recent) still verify."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        self.now = start or datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -163,6 +164,17 @@ class SoraScript:
         return content
 
 
+@dataclass
+class Caller:
+    """A client row and its API key (shown once, at creation)."""
+
+    model: Any
+    api_key: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 class Pipeline:
     """The pipeline's entry points and the records they write, for one test."""
 
@@ -171,12 +183,31 @@ class Pipeline:
         self.upstream = upstream
         self.clock = clock
 
-    def client(self, name: str = "svc", **kwargs: Any) -> Any:
+    def client(self, name: str = "svc", **kwargs: Any) -> Caller:
         from app.clients.service import create
         from app.core.db import session_scope
 
         with session_scope() as session:
-            return create(session, name, **kwargs).client
+            made = create(session, name, **kwargs)
+            return Caller(made.client, made.api_key)
+
+    @staticmethod
+    def headers(caller: Caller) -> dict[str, str]:
+        return {"Authorization": f"Bearer {caller.api_key}"}
+
+    def delivery(self, delivery_id: str) -> Any:
+        from app.core.db import session_scope
+        from app.webhooks import repository
+
+        with session_scope() as session:
+            return repository.get(session, delivery_id)
+
+    def attempts(self, delivery_id: str) -> list[Any]:
+        from app.core.db import session_scope
+        from app.webhooks import repository
+
+        with session_scope() as session:
+            return repository.attempts_for(session, [delivery_id])[delivery_id]
 
     def create_job(self, client: Any, model: str = "sora-2", input: dict[str, Any] | None = None,
                    **fields: Any) -> str:
@@ -186,8 +217,9 @@ class Pipeline:
 
         key = fields.pop("idempotency_key", None)
         body = JobCreate(model=model, input=input or {"prompt": "a paper boat in the rain"}, **fields)
+        owner = client.model if isinstance(client, Caller) else client
         with session_scope() as session:
-            return service.create(session, client, body, key).job.id
+            return service.create(session, owner, body, key).job.id
 
     def job(self, job_id: str) -> Any:
         from app.core.db import session_scope
@@ -230,6 +262,29 @@ class Pipeline:
 
         return sweep()
 
+    def deliver(self, advance: float = 0.0) -> dict[str, int]:
+        """Let `advance` seconds pass, then send every webhook delivery that is due."""
+        from app.webhooks.service import deliver_due
+
+        self.clock.advance(advance)
+        return deliver_due()
+
+    def deliver_nudged(self) -> list[str]:
+        """Send what the after-commit nudges asked for (the worker's `deliver_webhook`)."""
+        from app.webhooks.service import deliver_one
+
+        ids = self.publisher.of(TaskName.DELIVER_WEBHOOK)
+        self.publisher.sent[:] = [m for m in self.publisher.sent if m[0] is not TaskName.DELIVER_WEBHOOK]
+        return [deliver_one(i) for i in ids]
+
+    def api(self) -> Any:
+        """The gateway in-process (ASGI), publishing to this test's recorder."""
+        from fastapi.testclient import TestClient
+
+        from app.main import create_app
+
+        return TestClient(create_app(publisher=self.publisher), raise_server_exceptions=False)
+
     def late_check(self, job_id: str) -> str:
         from app.jobs.late_watch import late_check
 
@@ -245,10 +300,11 @@ class Pipeline:
             if JobStatus(job.status) in TERMINAL:
                 return job
             for task, args in list(self.publisher.sent):
-                self.publisher.sent.remove((task, args))
                 if task is TaskName.SUBMIT_JOB:
+                    self.publisher.sent.remove((task, args))
                     self.submit(args[0])
                 elif task is TaskName.COLLECT_JOB:
+                    self.publisher.sent.remove((task, args))
                     self.collect(args[0])
             self.clock.advance(step)
             self.poll()
