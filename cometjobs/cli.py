@@ -186,6 +186,7 @@ def clients_rotate(client_id: str, grace_seconds: int) -> None:
             raise click.ClickException(f"no client {client_id}")
         secret = rotate_webhook_secret(session, client, timedelta(seconds=grace_seconds))
         expires = client.webhook_secret_previous_expires_at
+        assert expires is not None  # set by the rotation
     click.echo(json.dumps({"id": client_id, "webhook_secret": secret, "previous_secret_expires_at": expires.isoformat()}))
 
 

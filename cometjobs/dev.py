@@ -76,7 +76,8 @@ def _dev_client(env: dict[str, str]) -> dict[str, str]:
     ).stdout.strip().splitlines()[-1]
     saved.write_text(out)
     saved.chmod(0o600)
-    return json.loads(out)
+    client: dict[str, str] = json.loads(out)
+    return client
 
 
 def _wait_http(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: float = 60) -> None:

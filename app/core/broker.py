@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from app.core.settings import Settings
 from app.core.tasks import ROUTES, QueueName

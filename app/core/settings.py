@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     webhook_tick: Duration = timedelta(seconds=1)
     webhook_timeout: Duration = timedelta(seconds=10)
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE)
+        default_factory=lambda: [float(s) for s in DEFAULT_WEBHOOK_SCHEDULE]
     )
     webhook_allowed_cidrs: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     webhook_lease: Duration = timedelta(seconds=60)

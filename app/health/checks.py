@@ -32,7 +32,7 @@ def check_broker() -> None:
         finally:
             client.close()
         return
-    from kombu import Connection
+    from kombu.connection import Connection
 
     with Connection(url, connect_timeout=2) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)

@@ -6,11 +6,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import AnyRow, affected, table
 from app.jobs.models import Job, TimelineEvent
 from app.jobs.states import ACTIVE, JobStatus
+
+jobs = table(Job)
 
 
 def get_for_client(session: Session, client_id: str, job_id: str) -> Job | None:
@@ -67,7 +70,7 @@ def guarded_update(
     result = session.execute(
         update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 def add_event(
@@ -112,7 +115,7 @@ POLL_COLUMNS = (
 )
 
 
-def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> Sequence[Row[Any]]:
+def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> Sequence[AnyRow]:
     """Claim up to `limit` running jobs whose poll is due, pushing `due_at` to the lease.
 
     Postgres: the inner SELECT takes row locks with SKIP LOCKED, so concurrent
@@ -142,8 +145,8 @@ def apply_poll_updates(session: Session, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
     stmt = (
-        update(Job.__table__)
-        .where(Job.__table__.c.id == bindparam("b_id"), Job.__table__.c.status == JobStatus.RUNNING.value)
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"), jobs.c.status == JobStatus.RUNNING.value)
         .values(
             progress=bindparam("b_progress"),
             upstream_status=bindparam("b_upstream_status"),
@@ -157,7 +160,7 @@ def apply_poll_updates(session: Session, rows: list[dict[str, Any]]) -> int:
         )
     )
     result = session.execute(stmt, rows)
-    return result.rowcount
+    return affected(result)
 
 
 def claim_ids(
@@ -200,7 +203,7 @@ def claim_collect(session: Session, job_id: str, token: str, now: datetime, leas
         .values(lease_token=token, due_at=lease_until, collect_attempts=Job.collect_attempts + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return affected(result) == 1
 
 
 def extend_lease(session: Session, job_id: str, status: JobStatus, token: str, lease_until: datetime) -> bool:

@@ -62,7 +62,7 @@ def validate_input(session: Session, client: Client, spec: ModelSpec, body: JobC
     try:
         return adapter_for(spec).validate(spec, body.input, ctx)
     except pydantic.ValidationError as exc:
-        errors = validation_errors(list(exc.errors()))
+        errors = validation_errors([dict(e) for e in exc.errors()])
         for err in errors:
             err.field = f"input.{err.field}" if err.field != "body" else "input"
         raise ValidationFailed("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors) from None
@@ -174,7 +174,8 @@ def cancel(session: Session, client: Client, job_id: str) -> Job:
         session, job_id, expected=ACTIVE, to=JobStatus.CANCELED, now=utcnow(), code="canceled",
         message="canceled by the caller", source=ErrorSource.CANCELED,
     )
-    job = repo.get(session, job_id)
+    now_job = repo.get(session, job_id)
+    assert now_job is not None  # a job is never deleted while a request holds it
     if not moved:
-        raise Conflict(f"job {job_id} is already {job.status}", code="job_terminal")
-    return job
+        raise Conflict(f"job {job_id} is already {now_job.status}", code="job_terminal")
+    return now_job

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -64,11 +65,11 @@ def _resolved_files(pairs: list[tuple[str, str]], client_id: str, settings: Sett
             if upload is None:
                 raise InputUnavailable(f"{field}: upload {ref} no longer exists")
             data = b"".join(get_storage().read(upload.storage_key))
-            files.append(InputFile(field, upload.filename, upload.content_type, lambda d=data: io.BytesIO(d)))
+            files.append(InputFile(field, upload.filename, upload.content_type, partial(io.BytesIO, data)))
         else:
             data, content_type = _fetch_reference(ref, settings)
             name = ref.rsplit("/", 1)[-1].split("?")[0] or "reference"
-            files.append(InputFile(field, name, content_type, lambda d=data: io.BytesIO(d)))
+            files.append(InputFile(field, name, content_type, partial(io.BytesIO, data)))
     yield files
 
 
@@ -111,9 +112,9 @@ def submit(job_id: str) -> str:
                 "submit_attempts": Job.submit_attempts + 1,
             },
         )
-        if not claimed:
+        job = repo.get(session, job_id) if claimed else None
+        if job is None:
             return "skipped"
-        job = repo.get(session, job_id)
         parent = repo.get(session, job.parent_job_id) if job.parent_job_id else None
     structlog.contextvars.bind_contextvars(job_id=job_id, model=job.model)
     try:

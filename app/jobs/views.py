@@ -8,10 +8,12 @@ from sqlalchemy.orm import Session
 
 from app.artifacts import repository as artifacts_repo
 from app.artifacts.models import Artifact
+from app.artifacts.schemas import ArtifactOut
 from app.core.settings import get_settings
 from app.jobs.models import Job
-from app.jobs.schemas import ArtifactOut, JobError, JobOut, UpstreamOut, WebhookStateOut
+from app.jobs.schemas import JobError, JobOut, UpstreamOut
 from app.webhooks.repository import webhook_state
+from app.webhooks.schemas import WebhookStateOut
 
 
 def artifact_url(job_id: str, name: str) -> str:

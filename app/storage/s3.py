@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -228,7 +228,7 @@ class S3Storage(Storage):
         )
         config = Config(
             signature_version="s3v4",
-            s3={"addressing_style": opts.addressing_style},
+            s3=cast(Any, {"addressing_style": opts.addressing_style}),
             connect_timeout=5,
             read_timeout=60,
             retries={"mode": "standard", "max_attempts": 5},
@@ -319,7 +319,7 @@ class S3Storage(Storage):
     def presigned_url(self, key: str, expires: timedelta, filename: str, content_type: str) -> str | None:
         presigner = self._pair()[1]
         with _translated("presign", key):
-            return presigner.generate_presigned_url(
+            return cast(str, presigner.generate_presigned_url(
                 "get_object",
                 Params={
                     "Bucket": self.bucket,
@@ -328,7 +328,7 @@ class S3Storage(Storage):
                     "ResponseContentDisposition": f'inline; filename="{filename}"',
                 },
                 ExpiresIn=max(1, int(expires.total_seconds())),
-            )
+            ))
 
     def abort_abandoned_uploads(self, older_than: timedelta) -> int:
         cutoff = datetime.now(UTC) - older_than

@@ -62,7 +62,7 @@ def redeliver(job_id: str, delivery_id: str, session: SessionDep, client: Client
     if not service.redeliver(session, [delivery_id]):
         raise Conflict(f"delivery {delivery_id} is still pending; it is sent on its own", code="delivery_pending")
     session.commit()
-    delivery = repo.get(session, delivery_id)
+    session.refresh(delivery)
     return _delivery_out(delivery, repo.attempts_for(session, [delivery_id])[delivery_id])
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, and_, bindparam, case, exists, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from app.core.db import AnyRow, affected, table
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
-from app.webhooks.schemas import WebhookStateOut
+from app.webhooks.schemas import DeliveryState, WebhookStateOut
 
 PENDING, DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED = (
     "pending", "delivered", "dead", "canceled", "disabled", "superseded",
@@ -22,7 +23,7 @@ CLAIM_COLUMNS = (
     WebhookDelivery.id, WebhookDelivery.job_id, WebhookDelivery.client_id, WebhookDelivery.url,
     WebhookDelivery.payload, WebhookDelivery.attempts, WebhookDelivery.event_type,
 )
-_table = WebhookDelivery.__table__
+_table = table(WebhookDelivery)
 
 
 def next_seq(session: Session, job_id: str) -> int:
@@ -36,7 +37,7 @@ def insert_delivery(session: Session, values: dict[str, Any]) -> None:
 
 def claim(
     session: Session, now: datetime, lease_until: datetime, limit: int, delivery_id: str | None = None
-) -> Sequence[Row[Any]]:
+) -> Sequence[AnyRow]:
     """Claim due deliveries, in order per job: one waits while an earlier one is pending.
 
     The claim pushes `next_attempt_at` to `lease_until`, which doubles as the
@@ -97,7 +98,7 @@ def finish_many(session: Session, rows: list[dict[str, Any]], now: datetime) -> 
     )
     params = [{f"b_{key}": value for key, value in row.items()} | {"b_now": now} for row in rows]
     ids = {row["id"] for row in rows}
-    if session.execute(stmt, params).rowcount == len(rows):
+    if affected(session.execute(stmt, params)) == len(rows):
         return ids
     # Rare: some claim was lost. Ours are exactly the rows stamped with this `now`.
     return set(session.scalars(
@@ -173,12 +174,12 @@ def release(session: Session, rows: list[dict[str, Any]], now: datetime) -> int:
         .values(attempts=_table.c.attempts - 1, next_attempt_at=bindparam("b_now", type_=stamp))
     )
     params = [{"b_id": r["id"], "b_attempt": r["attempt"], "b_lease": r["lease"], "b_now": now} for r in rows]
-    return session.execute(stmt, params).rowcount
+    return affected(session.execute(stmt, params))
 
 
 def add_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(WebhookAttempt.__table__), rows)
+        session.execute(insert(table(WebhookAttempt)), rows)
 
 
 def next_pending_for_jobs(session: Session, job_ids: Iterable[str]) -> list[str]:
@@ -208,7 +209,7 @@ def _stop_pending(session: Session, status: str, now: datetime, *conditions: Any
         .values(status=status, next_attempt_at=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return affected(result)
 
 
 def cancel_pending(session: Session, job_id: str, event_types: Iterable[str], now: datetime) -> int:
@@ -269,10 +270,10 @@ def get(session: Session, delivery_id: str) -> WebhookDelivery | None:
     return session.get(WebhookDelivery, delivery_id, populate_existing=True)
 
 
-def delivery_state(d: WebhookDelivery) -> str:
+def delivery_state(d: WebhookDelivery) -> DeliveryState:
     if d.status == PENDING and d.attempts > 0 and d.last_error is not None:
         return "retrying"
-    return d.status
+    return cast(DeliveryState, d.status)
 
 
 def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, WebhookStateOut]:
@@ -301,7 +302,7 @@ def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, Webhook
     out = {}
     for d in rows:
         out[d.job_id] = WebhookStateOut(
-            state=delivery_state(d),  # type: ignore[arg-type]
+            state=delivery_state(d),
             event_type=d.event_type,
             attempts=d.attempts,
             next_attempt_at=d.next_attempt_at if d.status == PENDING else None,
@@ -338,7 +339,7 @@ def reopen(session: Session, delivery_ids: Iterable[str], now: datetime) -> list
     return list(result.scalars())
 
 
-def targets(session: Session, delivery_ids: Iterable[str]) -> Sequence[Row[Any]]:
+def targets(session: Session, delivery_ids: Iterable[str]) -> Sequence[AnyRow]:
     ids = list(delivery_ids)
     if not ids:
         return []

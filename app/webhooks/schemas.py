@@ -7,9 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+DeliveryState = Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled", "superseded"]
+
 
 class WebhookStateOut(BaseModel):
-    state: Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled"]
+    state: DeliveryState
     event_type: str | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None

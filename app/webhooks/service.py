@@ -197,10 +197,11 @@ def record(
             "body": result.body,
         })
     kept = repo.record_outcomes(session, updates, now)
-    outcomes, settled = [], []
+    outcomes: list[str] = []
+    settled: list[str] = []
     debug = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
     for (item, result), update in zip(finished, updates, strict=True):
-        outcome = update["status"] if item.id in kept else STALE
+        outcome = str(update["status"]) if item.id in kept else STALE
         if outcome == repo.DISABLED:
             _disable_url(session, item.client_id, item.url, now)
         if outcome in (repo.DELIVERED, repo.DEAD, repo.DISABLED):

@@ -53,7 +53,7 @@ class WebhookClient:
         self.session = aiohttp.ClientSession(
             # A short DNS cache: what it holds was checked, and names are re-checked soon after.
             connector=aiohttp.TCPConnector(
-                limit=max_connections, resolver=CheckedResolver(allowed), ttl_dns_cache=10, family=0,
+                limit=max_connections, resolver=CheckedResolver(allowed), ttl_dns_cache=10, family=socket.AF_UNSPEC,
             ),
             timeout=aiohttp.ClientTimeout(total=timeout),
             # The slice of the body we keep is the bytes as sent (we ask for no encoding anyway).
