@@ -9,7 +9,9 @@ A fixture file:
 - `request`: `method`, `path` (the documented example's, with its ids), and `json`,
   `form`, `params` and `headers` as documented; `route` is the path with `{placeholders}`.
 - `response`: `status` and `json`, the documented answer.
-- create calls: `fields` (every body field the page lists) and `required`; and, when one
+- create calls: `fields` (every body field the page lists for the route), `required`
+  (what the route always requires) and `required_here` (what this request's mode of the
+  route requires besides, e.g. a continuation's clip); and, when one
   of our models makes exactly this call, `model` and `input` (its job input), with
   `parent` (a job record) for calls that act on an earlier job.
 - answers we read: `expect` (what the adapter must make of the answer: `upstream_id`,

@@ -136,7 +136,8 @@ def test_an_undocumented_field_is_refused(emulator, fixture):
     _refusal(send(emulator, request))
 
 
-REQUIRED = [(f, name) for f in CREATES for name in f.required if name not in f.get("request", {}).get("files", {})]
+REQUIRED = [(f, name) for f in CREATES for name in f.required + f.get("required_here", [])
+            if name not in f.request.get("files", {})]
 
 
 @pytest.mark.parametrize(("fixture", "name"), REQUIRED, ids=[f"{f.name}-{n}" for f, n in REQUIRED])
