@@ -27,7 +27,6 @@ from tests.providers.video_support import (
     run_job,
     spec,
     task_with,
-    upload,
 )
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
