@@ -57,9 +57,10 @@ def _route(fixture: Fixture) -> re.Pattern[str]:
 
 
 @pytest.mark.parametrize("fixture", ROUTES, ids=ids(ROUTES))
-def test_every_model_on_a_documented_route_sends_documented_fields_only(fixture):
+def test_every_verified_model_on_a_documented_route_sends_documented_fields_only(fixture):
+    """What an unverified model sends beyond the page is what its `unverified` note owns up to."""
     route = _route(fixture)
-    for spec in (s for s in CATALOG.values() if s.family == fixture.family):
+    for spec in (s for s in CATALOG.values() if s.family == fixture.family and s.verified):
         adapter = adapter_for(spec)
         request = adapter.build_create(spec, adapter.validate(spec, adapter.example_input(spec), context()), [], None)
         if request.method != fixture.request["method"] or not route.match(request.path):
