@@ -246,6 +246,31 @@ def artifacts_expire() -> None:
     click.echo(json.dumps(expire_due()))
 
 
+@main.command(help="Operators: run the cheapest documented job of each family against the real CometAPI "
+              "(paid), through the whole pipeline in this process, and print what happened. Never in CI.")
+@click.option("--live", is_flag=True, help="Confirm that real, paid CometAPI jobs should run.")
+@click.option("--family", "chosen", multiple=True, help="Only this family (repeatable); default: every family.")
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait for all jobs.")
+@click.option("--emulator", is_flag=True, hidden=True, help="Against a CometAPI emulator, without --live (tests).")
+def smoke(live: bool, chosen: tuple[str, ...], timeout: float, emulator: bool) -> None:
+    from app.core.logging import configure_logging
+    from app.core.settings import get_settings
+    from cometjobs import smoke as smoke_test
+
+    settings = get_settings()
+    configure_logging(settings.effective_log_format, settings.log_level)  # to stderr: stdout is the table
+    try:
+        smoke_test.check_allowed(settings, live, emulator)
+        families = smoke_test.families(chosen)
+    except smoke_test.Refused as exc:
+        click.echo(f"cometjobs smoke: {exc}", err=True)
+        sys.exit(2)
+    rows = smoke_test.run(families, timeout, tick=0.2 if emulator else 2.0,
+                          say=lambda line: click.echo(line, err=True))
+    click.echo(smoke_test.table(rows))
+    sys.exit(0 if all(row.outcome.startswith("succeeded") for row in rows) else 1)
+
+
 @main.command(help="Run the CometAPI emulator alone.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8001, show_default=True)

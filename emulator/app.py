@@ -1,7 +1,14 @@
 """A CometAPI emulator served over real HTTP, for tests, `make dev` and benchmarks.
 
-It follows the contracts in `shared/upstream/COMETAPI.md` and has switches for
-latency, 500s, 429s with Retry-After, slow, huge and interrupted downloads.
+It follows CometAPI's documented contracts (`shared/upstream/COMETAPI.md`, and the
+fixtures under `tests/contracts/`, which it is tested against) and is **strict**: an
+undocumented path is a 404 and an undocumented or missing required body field a 400,
+both in CometAPI's error envelope, so a client that sends something CometAPI does not
+document fails here first. Where CometAPI documents nothing, each family module says
+what it emulates instead and marks it UNVERIFIED.
+
+It has switches for latency, 500s, 429s with Retry-After, slow, huge and interrupted
+downloads.
 Switches are set at start (CLI flags) or at run time (`POST /_emulator/config`);
 `GET /_emulator/stats` reports what it saw.
 """
@@ -17,7 +24,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from emulator.state import Config, State, content_stream
 
@@ -33,6 +42,30 @@ def error(status: int, message: str, code: str = "", type_: str = "comet_api_err
         status_code=status,
         headers=headers,
     )
+
+
+def refuse_fields(body: Any, allowed: set[str] | frozenset[str], required: tuple[str, ...] = ()) -> Response | None:
+    """The 400 CometAPI answers a body with a field the route does not document, or
+    without one it requires (the error guide's "provider-specific field the endpoint
+    doesn't accept"); None when the body's fields are in order."""
+    if not isinstance(body, dict):
+        return error(400, "the request body must be a JSON object", code="invalid_request")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        return error(400, f"unknown field(s) {', '.join(unknown)}: not accepted by this endpoint",
+                     code="invalid_request")
+    missing = [name for name in required if body.get(name) in (None, "", [])]
+    if missing:
+        return error(400, f"{', '.join(missing)} is required", code="invalid_request")
+    return None
+
+
+async def json_body(request: Request) -> Any:
+    """The JSON body, or None when there is none or it is not JSON."""
+    try:
+        return await request.json()
+    except ValueError:
+        return None
 
 
 def get_state(request: Request) -> State:
@@ -113,6 +146,16 @@ def create_app(config: Config | None = None) -> FastAPI:
     app.state.emulator = state
 
     app.add_middleware(Faults, state=state)
+
+    @app.exception_handler(HTTPException)
+    async def unknown_route(_request: Request, exc: HTTPException) -> Response:
+        # A path CometAPI does not document (or a method it does not take there).
+        return error(exc.status_code, f"{exc.detail}: no such CometAPI route", code="not_found"
+                     if exc.status_code == 404 else "invalid_request")
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_request: Request, exc: RequestValidationError) -> Response:
+        return error(400, f"invalid request: {exc.errors()[:1]}", code="invalid_request")
 
     @app.get(f"{ADMIN_PREFIX}/stats")
     def stats() -> dict[str, Any]:

@@ -5,10 +5,11 @@ import re
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from app.artifacts import repository, retention, uploads
+from app.artifacts import links, repository, retention, uploads
 from app.artifacts.schemas import DeletedArtifacts, UploadOut
+from app.core.clock import utcnow
 from app.core.deps import AdminDep, ClientDep, SessionDep
-from app.core.errors import AppError, NotFound, ServiceUnavailable, problem_responses
+from app.core.errors import AppError, Forbidden, NotFound, ServiceUnavailable, problem_responses
 from app.core.settings import get_settings
 from app.jobs import service as jobs
 from app.jobs.models import Job
@@ -103,6 +104,27 @@ def create_upload(file: UploadFile, session: SessionDep, client: ClientDep) -> U
     upload = uploads.create(session, client, file.filename or "upload", file.content_type, file.file)
     session.commit()
     return UploadOut.model_validate(upload, from_attributes=True)
+
+
+@router.get(
+    "/v1/uploads/{upload_id}/content",
+    operation_id="getUploadContent",
+    summary="An upload's bytes, by a signed expiring link (no API key): how an upstream that only takes "
+    "https URLs fetches an uploaded input",
+    responses={
+        200: {"description": "The bytes", "content": {"application/octet-stream": {}}},
+        **problem_responses(403, 404),
+    },
+    response_class=Response,
+)
+def get_upload_content(upload_id: str, expires: int, signature: str, session: SessionDep) -> Response:
+    if not links.valid(upload_id, expires, signature, utcnow()):
+        raise Forbidden("the link's signature is not valid or it has expired", code="invalid_link")
+    upload = repository.upload(session, upload_id)
+    if upload is None:
+        raise NotFound(f"no upload {upload_id}")
+    headers = {"Content-Length": str(upload.size_bytes), "Cache-Control": "private, no-store"}
+    return StreamingResponse(get_storage().read(upload.storage_key), media_type=upload.content_type, headers=headers)
 
 
 @router.delete(

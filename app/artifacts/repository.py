@@ -61,3 +61,8 @@ def claim_expired(session: Session, now: datetime, limit: int) -> Sequence[Artif
 
 def upload_for_client(session: Session, client_id: str, upload_id: str) -> Upload | None:
     return session.scalar(select(Upload).where(Upload.id == upload_id, Upload.client_id == client_id))
+
+
+def upload(session: Session, upload_id: str) -> Upload | None:
+    """Any client's upload: only for a request a signed link has authorised."""
+    return session.get(Upload, upload_id)

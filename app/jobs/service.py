@@ -89,6 +89,9 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
             raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
         return _replay(existing, print_)
     repo.add_event(session, job.id, Timeline.STATUS, job.created_at, status=JobStatus.QUEUED.value, message="accepted")
+    for warning in adapter_for(spec).input_warnings(spec, job_input):
+        repo.add_event(session, job.id, Timeline.INPUT_WARNING, job.created_at, message=warning.message,
+                       data={"field": f"input.{warning.field}", "code": warning.code})
     enqueue(session, TaskName.SUBMIT_JOB, job.id)
     metrics.job_created(spec.id, session)
     return Accepted(job, replayed=False)

@@ -49,6 +49,8 @@ class Timeline(StrEnum):
     LATE_FAILURE = "late_failure"
     LATE_WATCH_ENDED = "late_watch_ended"
     ARTIFACTS_DELETED = "artifacts_deleted"
+    # Something in an accepted input the upstream may not do as the caller expects.
+    INPUT_WARNING = "input_warning"
 
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.TIMED_OUT})

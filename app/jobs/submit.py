@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import structlog
 
-from app.artifacts import uploads
+from app.artifacts import links, uploads
 from app.core import metrics
 from app.core.backoff import Backoff, jittered
 from app.core.clock import utcnow
@@ -71,6 +71,23 @@ def _resolved_files(pairs: list[tuple[str, str]], client_id: str, settings: Sett
             name = ref.rsplit("/", 1)[-1].split("?")[0] or "reference"
             files.append(InputFile(field, name, content_type, partial(io.BytesIO, data)))
     yield files
+
+
+def _linked_uploads(pairs: list[tuple[str, str]], client_id: str, settings: Settings) -> list[InputFile]:
+    """Uploads the upstream fetches itself: signed https links to our API (adapter.input_links)."""
+    if pairs and not links.https_available(settings):
+        raise InputUnavailable("COMETJOBS_PUBLIC_BASE_URL is not https; the upstream takes uploads only as https links")
+    files = []
+    for field, ref in pairs:
+        with session_scope() as session:
+            upload = uploads.get_for_client(session, client_id, ref)
+        if upload is None:
+            raise InputUnavailable(f"{field}: upload {ref} no longer exists")
+        key = upload.storage_key
+        files.append(InputFile(field, upload.filename, upload.content_type,
+                               lambda k=key: io.BytesIO(b"".join(get_storage().read(k))),
+                               url=links.signed_url(upload.id, utcnow(), settings)))
+    return files
 
 
 def _fetch_reference(url: str, settings: Settings) -> tuple[bytes, str]:
@@ -126,6 +143,7 @@ def submit(job_id: str) -> str:
     started = time.perf_counter()
     try:
         with _resolved_files(adapter.input_files(spec, job.input), job.client_id, settings) as files:
+            files += _linked_uploads(adapter.input_links(spec, job.input), job.client_id, settings)
             request = adapter.build_create(spec, job.input, files, parent)
             _cover_call(job_id, token, request, settings)
             body = sync_client().call(request)

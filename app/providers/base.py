@@ -37,12 +37,14 @@ class UnreadableAnswer(Exception):
 
 @dataclass(frozen=True)
 class InputFile:
-    """A file the create request must carry (multipart)."""
+    """A file the create request must carry (multipart, inline), or, when `url` is set, a
+    caller's upload the upstream fetches itself from that short-lived signed link."""
 
     field: str
     filename: str
     content_type: str
     open: Callable[[], IO[bytes]]
+    url: str | None = None
 
 
 @dataclass
@@ -107,7 +109,14 @@ class ModelSpec:
     queue_deadline: float
     stall_deadline: float
     absolute_deadline: float
-    unverified: bool = False
+    # CometAPI's pages for the calls this model makes, and, where a call or a field is not
+    # documented there, what we guessed (None: every call is documented).
+    sources: tuple[str, ...] = ()
+    unverified: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.unverified is None
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
@@ -124,6 +133,16 @@ class ValidationContext:
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp"}
 URL_SCHEMES = ("https://", "http://")
+
+
+@dataclass(frozen=True)
+class InputWarning:
+    """Something in an accepted input the upstream may not do as the caller expects; it
+    lands on the job's timeline instead of refusing the job."""
+
+    field: str
+    message: str
+    code: str
 
 
 class Problems:
@@ -152,24 +171,33 @@ class Problems:
         if value is not None and limit is not None and len(value) > limit:
             self.add(field, f"at most {limit} characters for {self.spec.id}; this has {len(value)}", "too_long")
 
-    def image(self, field: str, ref: str, ctx: ValidationContext) -> Any:
-        """An `upl_...` upload of the caller's that is an image, or an http(s) URL; returns
-        the upload when it is one (for further checks, e.g. its dimensions)."""
+    def image(
+        self, field: str, ref: str, ctx: ValidationContext, *, types: Mapping[str, str] | None = None,
+        https_only: bool = False,
+    ) -> Any:
+        """An `upl_...` upload of the caller's that is an image, or an http(s) URL (https only
+        where the upstream documents that); returns the upload when it is one (for further
+        checks, e.g. its dimensions). `types` narrows the image types: content type -> name."""
+        allowed = types or {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
         if ref.startswith("upl_"):
             upload = ctx.get_upload(ref)
             if upload is None:
                 self.add(field, f"no upload {ref} of yours exists", "not_found")
-            elif upload.content_type not in IMAGE_TYPES:
-                self.add(field, f"upload {ref} is {upload.content_type}; an image (PNG, JPEG, WebP) is required",
-                         "not_an_image")
+            elif upload.content_type not in allowed:
+                self.add(field, f"upload {ref} is {upload.content_type}; {self.spec.id} takes "
+                         f"{' or '.join(allowed.values())} images", "not_an_image")
             else:
                 return upload
+        elif https_only and not ref.startswith("https://"):
+            self.add(field, "must be an upload id (upl_...) or an https image URL", "invalid_reference")
         elif not ref.startswith(URL_SCHEMES):
             self.add(field, "must be an upload id (upl_...) or an http(s) image URL", "invalid_reference")
         return None
 
-    def url(self, field: str, ref: str, what: str = "video") -> None:
-        if not ref.startswith(URL_SCHEMES):
+    def url(self, field: str, ref: str, what: str = "video", https_only: bool = False) -> None:
+        if https_only and not ref.startswith("https://"):
+            self.add(field, f"must be an https URL of a {what}", "invalid_url")
+        elif not ref.startswith(URL_SCHEMES):
             self.add(field, f"must be an http(s) URL of a {what}", "invalid_url")
 
     def raise_if_any(self) -> None:
@@ -209,6 +237,15 @@ class Adapter:
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         """(multipart field, reference) pairs the create call needs resolved to files."""
+        return []
+
+    def input_links(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
+        """(label, upload id) pairs the upstream must fetch itself, by an https link to our
+        storage: they reach `build_create` as InputFiles with `url` set."""
+        return []
+
+    def input_warnings(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[InputWarning]:
+        """What in an accepted input (as stored) the job's timeline should warn about."""
         return []
 
     def build_create(

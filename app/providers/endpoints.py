@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.core.deps import ClientDep
 from app.core.errors import problem_responses
@@ -17,7 +17,11 @@ class ModelOut(BaseModel):
     family: str
     kind: str
     upstream_model: str
-    unverified: bool
+    verified: bool = Field(description="Every call this model makes is documented by CometAPI (see `sources`).")
+    sources: list[str] = Field(description="CometAPI's pages for the calls this model makes.")
+    unverified: str | None = Field(
+        None, description="When `verified` is false: what is guessed, because CometAPI does not document it."
+    )
     input_schema: dict[str, Any]
     constraints: dict[str, Any]
     example_input: dict[str, Any]
@@ -33,7 +37,8 @@ def describe_models() -> list[ModelOut]:
         adapter = adapter_for(spec)
         out.append(ModelOut(
             id=spec.id, family=spec.family, kind=spec.kind, upstream_model=spec.upstream_model,
-            unverified=spec.unverified, input_schema=adapter.input_model.model_json_schema(),
+            verified=spec.verified, sources=list(spec.sources), unverified=spec.unverified,
+            input_schema=adapter.input_model.model_json_schema(),
             constraints=adapter.constraints(spec), example_input=adapter.example_input(spec),
         ))
     return out

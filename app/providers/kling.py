@@ -40,6 +40,8 @@ from app.providers.base import (
 from app.providers.shared import inline_image, numbered, uploads_among
 
 IMAGE_FIELDS = ("image", "image_tail")
+IMAGE_TYPES = {"image/jpeg": "JPG/JPEG", "image/png": "PNG"}
+_OTHER_IMAGE_SUFFIXES = (".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".avif", ".svg")
 
 
 def _to_str(value: Any) -> Any:
@@ -121,8 +123,11 @@ class KlingAdapter(Adapter):
         if spec.option("image") == "required" and data.image is None:
             problems.add("image", f"{spec.id} needs a first-frame image", "missing")
         for name in IMAGE_FIELDS:
-            if name in fields and getattr(data, name) is not None:
-                problems.image(name, getattr(data, name), ctx)
+            ref = getattr(data, name)
+            if name in fields and ref is not None:
+                problems.image(name, ref, ctx, types=IMAGE_TYPES)
+                if ref.split("?", 1)[0].lower().endswith(_OTHER_IMAGE_SUFFIXES):
+                    problems.add(name, f"{spec.id} takes JPG/JPEG or PNG images only", "not_an_image")
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         return uploads_among((name, job_input.get(name)) for name in IMAGE_FIELDS)

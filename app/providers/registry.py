@@ -7,7 +7,9 @@ its `family`; the family names the adapter module `app.providers.<family>`.
 
 A model's values are layered: `[kinds.<kind>]` defaults, then `[families.<family>]`,
 then the model's own `[models."<id>"]` entry; the later layer wins, key by key.
-A family's `statuses` (upstream word -> pending / running / succeeded / failed /
+`sources` lists CometAPI's pages for the calls a model makes; `unverified` says, in
+words, what is guessed where those pages are silent (`""` on a model clears its
+family's). A model with nothing guessed must name its sources. A family's `statuses` (upstream word -> pending / running / succeeded / failed /
 unknown) may start from named `[status_tables.<name>]` listed in `status_tables`.
 """
 
@@ -26,7 +28,7 @@ CATALOG_DIR = Path(__file__).parent / "catalog"
 _SECTIONS = ("kinds", "families", "models", "status_tables")
 _SPEC_FIELDS = {
     "family", "kind", "upstream_model", "poll_first_delay", "poll_interval", "poll_interval_max",
-    "queue_deadline", "stall_deadline", "absolute_deadline", "unverified",
+    "queue_deadline", "stall_deadline", "absolute_deadline", "unverified", "sources",
 }
 _NOT_OPTIONS = _SPEC_FIELDS | {"enabled", "status_tables"}
 
@@ -58,6 +60,23 @@ def _statuses(model_id: str, entry: dict[str, Any], tables: dict[str, Any]) -> d
         raise CatalogError(f"model {model_id!r}: {exc}; statuses map to {', '.join(UpstreamState)}") from None
 
 
+def _provenance(model_id: str, entry: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+    sources = entry.get("sources", [])
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s.startswith("https://") for s in sources):
+        raise CatalogError(f"model {model_id!r}: sources must be a list of https URLs")
+    guessed = entry.get("unverified")
+    if guessed is True:
+        guessed = "unverified (the catalogue entry says what is guessed nowhere)"
+    elif guessed in (False, ""):
+        guessed = None
+    elif guessed is not None and not isinstance(guessed, str):
+        raise CatalogError(f"model {model_id!r}: unverified must say what is guessed, in words")
+    if guessed is None and not sources:
+        raise CatalogError(f"model {model_id!r} claims a documented contract but names no sources; "
+                           "list them, or say what is guessed in `unverified`")
+    return tuple(sources), guessed
+
+
 def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
     raw: dict[str, Any] = {}
     files = sorted(CATALOG_DIR.glob("*.toml"))
@@ -79,6 +98,7 @@ def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
         options = {k: v for k, v in base.items() if k not in _NOT_OPTIONS}
         if "statuses" in base or "status_tables" in base:
             options["statuses"] = _statuses(model_id, base, tables)
+        sources, guessed = _provenance(model_id, base)
         specs[model_id] = ModelSpec(
             id=model_id,
             family=base["family"],
@@ -91,7 +111,8 @@ def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
             queue_deadline=float(base["queue_deadline"]),
             stall_deadline=float(base["stall_deadline"]),
             absolute_deadline=float(base["absolute_deadline"]),
-            unverified=bool(base.get("unverified", False)),
+            sources=sources,
+            unverified=guessed,
         )
     return specs
 

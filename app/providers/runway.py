@@ -1,5 +1,14 @@
 """Runway on CometAPI (`/runwayml/v1/...`): image to video, video to video, upscale.
 
+Create (https://apidoc.cometapi.com/api/video/runway/official-format/runway-images-raw-video,
+.../generate-a-video-from-a-video, .../upscale-a-video) needs the `X-Runway-Version`
+header and answers `{id}`. Image to video: `promptImage` a stable **https** URL,
+`promptText` at most 512 characters, `seed` 0-999,999,999, `duration` 5 or 10, one of
+eight `ratio`s. Video to video: `videoUri`, `promptText` at most 1,000, `seed` up to
+4,294,967,295, `references` as `{type, uri}` with https URIs. Upscale: `upscale_v1` and
+an https `videoUri`. An upload therefore reaches Runway as a signed https link to our
+own API (`input_links`), never inline.
+
 The query `GET /runwayml/v1/tasks/{id}` is documented with two answers
 (https://apidoc.cometapi.com/api/video/runway/official-format/runway-to-get-task-details):
 Runway's own task (`status` PENDING / RUNNING / SUCCEEDED / FAILED, `progress`
@@ -7,9 +16,7 @@ Runway's own task (`status` PENDING / RUNNING / SUCCEEDED / FAILED, `progress`
 (`code`, `data.status` QUEUED ..., `data.progress` "0%", `data.fail_reason`, the
 Runway task under `data.data`). Both are read. A task just created may answer
 `task_not_exist` for a few seconds: that means keep polling.
-UNVERIFIED: the create paths and bodies were NOT FOUND on CometAPI (COMETAPI.md §2);
-they follow Runway's public API, and the catalogue maps our fields to the
-upstream's keys (`body`), so a correction is a configuration change.
+The catalogue maps our fields to the upstream's keys (`body`) and holds the limits.
 """
 
 from __future__ import annotations
@@ -37,8 +44,9 @@ from app.providers.base import (
     upstream_state,
 )
 from app.providers.shared import (
-    inline_image,
+    linked,
     numbered,
+    require_public_links,
     result_url,
     uploads_among,
 )
@@ -59,14 +67,19 @@ class RunwayInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = Field(None, min_length=1, max_length=1000, description="What the video should show.")
+    prompt: str | None = Field(
+        None, min_length=1, description="What the video should show (image to video: at most 512 characters; "
+        "video to video: 1,000)."
+    )
     image: str | None = Field(
-        None, description="First frame (image to video): an upload id (`upl_...`) or an https URL."
+        None, description="First frame (image to video): an upload id (`upl_...`, sent to Runway as a signed "
+        "https link to this API) or an https URL."
     )
     video: str | None = Field(None, description="Source video (video to video, upscale): an https URL.")
     ratio: str | None = Field(None, description="Output resolution as `W:H` pixels, e.g. `1280:720`.")
     duration: int | None = Field(None, description="Seconds, e.g. 5 or 10.")
-    seed: int | None = Field(None, ge=0, le=4294967295)
+    seed: int | None = Field(None, ge=0, description="Image to video: at most 999,999,999; video to video: "
+                             "4,294,967,295.")
     references: list[str] | None = Field(
         None, max_length=3, description="Style reference images (video to video): upload ids or https URLs."
     )
@@ -89,14 +102,18 @@ class RunwayAdapter(Adapter):
                 value = job_input.get(name, spec.option(f"default_{name}"))
                 problems.choice(name, value, spec.option(allowed, []))
                 job_input[name] = value
-        if data.image is not None:
-            problems.image("image", data.image, ctx)
-        for index, ref in enumerate(data.references or []):
-            problems.image(f"references.{index}", ref, ctx)
+        problems.max_length("prompt", data.prompt, spec.option("prompt_max"))
+        if data.seed is not None and data.seed > spec.option("seed_max", data.seed):
+            problems.add("seed", f"at most {spec.option('seed_max'):,} for {spec.id}", "out_of_range")
+        images = [("image", data.image)] + [(f"references.{i}", ref) for i, ref in enumerate(data.references or [])]
+        for field, ref in images:
+            if ref is not None:
+                problems.image(field, ref, ctx, https_only=True)
+                require_public_links(problems, field, ref)
         if data.video is not None:
-            problems.url("video", data.video)
+            problems.url("video", data.video, https_only=True)
 
-    def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
+    def input_links(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         refs = [("image", job_input.get("image"))]
         refs += [(f"references.{i}", ref) for i, ref in enumerate(job_input.get("references", []))]
         return uploads_among(refs)
@@ -108,13 +125,12 @@ class RunwayAdapter(Adapter):
         body: dict[str, Any] = {"model": spec.upstream_model}
         for name, value in job_input.items():
             if name == "image":
-                value = inline_image(value, name, files)
+                value = linked(value, name, files)
             elif name == "references":
-                value = [{"type": "image", "uri": inline_image(ref, f"references.{i}", files)}
-                         for i, ref in enumerate(value)]
+                value = [{"type": "image", "uri": linked(ref, f"references.{i}", files)} for i, ref in enumerate(value)]
             body[keys.get(name, name)] = value
-        headers = {"X-Runway-Version": spec.option("api_version")} if spec.option("api_version") else None
-        return UpstreamRequest("POST", spec.option("create_path"), json=body, headers=headers)
+        return UpstreamRequest("POST", spec.option("create_path"), json=body,
+                               headers={"X-Runway-Version": spec.option("api_version")})
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:
         task_id = first(body, "id", "task_id", "data.task_id", "data.id") if isinstance(body, dict) else None
@@ -125,8 +141,8 @@ class RunwayAdapter(Adapter):
         return CreateResult(upstream_id=task_id)
 
     def build_poll(self, spec: ModelSpec, upstream_id: str) -> UpstreamRequest:
-        headers = {"X-Runway-Version": spec.option("api_version")} if spec.option("api_version") else None
-        return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id), headers=headers)
+        return UpstreamRequest("GET", spec.option("query_path").format(id=upstream_id),
+                               headers={"X-Runway-Version": spec.option("api_version")})
 
     def parse_poll(self, spec: ModelSpec, upstream_id: str, body: Any) -> PollResult:
         body = as_object(body, "the answer")
@@ -183,7 +199,7 @@ class RunwayAdapter(Adapter):
         return example
 
     def constraints(self, spec: ModelSpec) -> dict[str, Any]:
-        keys = ("task", "fields", "required", "ratios", "durations")
+        keys = ("task", "fields", "required", "ratios", "durations", "prompt_max", "seed_max")
         return {key: spec.option(key) for key in keys if spec.option(key) is not None}
 
 

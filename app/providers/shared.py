@@ -7,7 +7,8 @@ import base64
 from collections.abc import Iterable
 from typing import Any
 
-from app.providers.base import URL_SCHEMES, InputFile, UnreadableAnswer, as_object, first
+from app.core.settings import get_settings
+from app.providers.base import URL_SCHEMES, InputFile, Problems, UnreadableAnswer, as_object, first
 
 
 def uploads_among(pairs: Iterable[tuple[str, str | None]]) -> list[tuple[str, str]]:
@@ -23,6 +24,22 @@ def inline_image(ref: str, label: str, files: list[InputFile], data_uri: bool = 
                 encoded = base64.b64encode(fh.read()).decode()
             return f"data:{item.content_type};base64,{encoded}" if data_uri else encoded
     return ref
+
+
+def linked(ref: str, label: str, files: list[InputFile]) -> str:
+    """A URL as given, or the signed https link the pipeline made for the upload (input_links)."""
+    for item in files:
+        if item.field == label and item.url:
+            return item.url
+    return ref
+
+
+def require_public_links(problems: Problems, field: str, ref: str) -> None:
+    """An upload the upstream must fetch by link needs our API reachable over https."""
+    if ref.startswith("upl_") and not get_settings().public_base_url.startswith("https://"):
+        problems.add(field, "an upload reaches this model as a link to our API, which needs "
+                     "COMETJOBS_PUBLIC_BASE_URL to be an https address the internet can reach; it is not: "
+                     "give an https URL instead", "public_base_url_not_https")
 
 
 def result_url(body: Any, paths: Iterable[str]) -> str | None:

@@ -1,10 +1,15 @@
 """Sora 2 (`/v1/videos`): official models and CometAPI's "-all" format.
 
-Official: https://apidoc.cometapi.com/api/video/sora-2/official/create-video.
-The "-all" format's CometAPI page was NOT FOUND; its extra fields (watermark,
-private, style, character_*) follow public third-party docs and are
-UNVERIFIED (see COMETAPI.md §1b). Constraints per model live in
-`catalog/sora.toml`.
+Official: https://apidoc.cometapi.com/api/video/sora-2/official/create-video; the
+result is fetched from `/v1/videos/{id}/content`.
+The "-all" (self-developed) format documents create and retrieve only, no content or
+remix page; a generic retrieve page names a time-limited download URL on completed
+tasks, which is used when the answer has one (the catalogue's `result_url_fields`),
+`/v1/videos/{id}/content` otherwise. Its extra fields (watermark, private, style,
+character_*) and the storyboard prompt format follow public third-party docs and are
+UNVERIFIED (see COMETAPI.md §1b). No page says a storyboard's shot durations must add
+up to `seconds` (its example does): a mismatch is a warning on the job's timeline, not
+a refusal. Constraints per model live in `catalog/sora.toml`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from app.providers.base import (
     ArtifactSource,
     CreateResult,
     InputFile,
+    InputWarning,
     ModelSpec,
     PollResult,
     Problems,
@@ -31,6 +37,7 @@ from app.providers.base import (
     parse_progress,
     upstream_state,
 )
+from app.providers.shared import result_url
 
 ALL_FORMAT_ONLY = (
     "watermark", "private", "style", "character_url", "character_timestamps",
@@ -47,10 +54,11 @@ def _to_str(value: Any) -> Any:
 class SoraInput(BaseModel):
     """Input for `sora-2`, `sora-2-pro`, `sora-2-all` and `sora-2-pro-all`.
 
-    `seconds` and `size` allowed per model are listed by `GET /v1/models`. A
-    prompt that starts with `Shot 1:` is a storyboard: shots `Shot N:` /
-    `duration: Xsec` / `Scene: ...`, numbered from 1, durations summing to
-    `seconds`. Fields marked "-all" are accepted by the -all models only.
+    `seconds` and `size` allowed per model are listed by `GET /v1/models`. On the
+    -all models a prompt that starts with `Shot 1:` is a storyboard: shots `Shot N:` /
+    `duration: Xsec` / `Scene: ...`; shots numbered other than 1, 2, ... or durations
+    that do not add up to `seconds` are accepted with a warning on the job's timeline.
+    Fields marked "-all" are accepted by the -all models only.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -96,10 +104,13 @@ def is_storyboard(prompt: str) -> bool:
     return bool(re.match(r"\s*shot[ \t]*\d+[ \t]*:", prompt, re.IGNORECASE))
 
 
-def storyboard_errors(prompt: str, seconds: float) -> list[str]:
-    """Every problem with a storyboard prompt, one message per problem."""
+def storyboard_problems(prompt: str, seconds: float) -> tuple[list[str], list[tuple[str, str]]]:
+    """A storyboard's problems: (errors: shots not in the documented `Shot N:` /
+    `duration: Xsec` / `Scene: ...` shape, one message each; warnings: what the docs do
+    not require, as (code, message): numbering, and durations that do not add up)."""
     headers = list(_SHOT_HEADER.finditer(prompt))
-    problems: list[str] = []
+    errors: list[str] = []
+    warnings: list[tuple[str, str]] = []
     shots: list[Shot] = []
     for index, header in enumerate(headers):
         end = headers[index + 1].start() if index + 1 < len(headers) else len(prompt)
@@ -107,33 +118,34 @@ def storyboard_errors(prompt: str, seconds: float) -> list[str]:
         number = int(header.group(1))
         label = f"shot {index + 1} (\"Shot {number}:\")"
         if number != index + 1:
-            problems.append(f"{label}: shots must be numbered from 1 in order; expected Shot {index + 1}")
+            warnings.append(("storyboard_numbering", f"{label}: shots are usually numbered from 1 in order; "
+                             f"expected Shot {index + 1}"))
         durations = _DURATION.findall(body)
         duration: float | None = None
         if not durations:
-            problems.append(f"{label}: missing a 'duration: Xsec' line")
+            errors.append(f"{label}: missing a 'duration: Xsec' line")
         elif len(durations) > 1:
-            problems.append(f"{label}: has {len(durations)} duration lines; give exactly one")
+            errors.append(f"{label}: has {len(durations)} duration lines; give exactly one")
         else:
             match = _DURATION_VALUE.match(durations[0])
             if not match:
-                problems.append(f"{label}: duration {durations[0]!r} is not a number of seconds like '7.5sec'")
+                errors.append(f"{label}: duration {durations[0]!r} is not a number of seconds like '7.5sec'")
             elif float(match.group(1)) <= 0:
-                problems.append(f"{label}: duration must be more than 0 seconds")
+                errors.append(f"{label}: duration must be more than 0 seconds")
             else:
                 duration = float(match.group(1))
         scenes = [s.strip() for s in _SCENE.findall(body)]
         if not scenes or not scenes[0]:
-            problems.append(f"{label}: missing a non-empty 'Scene: ...' line")
+            errors.append(f"{label}: missing a non-empty 'Scene: ...' line")
         shots.append(Shot(number, duration, scenes[0] if scenes else ""))
     if shots and all(s.duration is not None for s in shots):
         total = sum(s.duration or 0 for s in shots)
         if abs(total - seconds) > 0.01:
             parts = " + ".join(f"{s.duration:g}" for s in shots)
-            problems.append(
-                f"shot durations add up to {total:g} s ({parts}) but seconds is {seconds:g}; they must be equal"
-            )
-    return problems
+            warnings.append(("storyboard_duration_mismatch",
+                             f"shot durations add up to {total:g} s ({parts}) but seconds is {seconds:g}; "
+                             f"the upstream decides what it renders"))
+    return errors, warnings
 
 
 def _timestamps_error(value: str) -> str | None:
@@ -174,8 +186,8 @@ class SoraAdapter(Adapter):
         size = data.size or spec.option("default_size")
         problems.choice("size", size, spec.option("sizes", []))
 
-        if is_storyboard(data.prompt) and seconds in allowed_seconds:
-            for problem in storyboard_errors(data.prompt, float(seconds)):
+        if is_all and is_storyboard(data.prompt) and seconds in allowed_seconds:
+            for problem in storyboard_problems(data.prompt, float(seconds))[0]:
                 problems.add("prompt", f"storyboard: {problem}", "invalid_storyboard")
 
         if data.input_reference is not None:
@@ -204,6 +216,10 @@ class SoraAdapter(Adapter):
             if getattr(data, name) is not None:
                 problems.add(name, "a remix takes only a prompt; the clip keeps its source's settings",
                              "unsupported_field")
+        if spec.option("format") == "all":
+            problems.add("remix_of", f"CometAPI documents no remix for {spec.id} (only for the official models)",
+                         "unsupported_field")
+            return
         parent = ctx.get_job(data.remix_of)
         if parent is None:
             problems.add("remix_of", f"no job {data.remix_of} of yours exists", "not_found")
@@ -215,6 +231,13 @@ class SoraAdapter(Adapter):
         elif parent.model != spec.id:
             problems.add("remix_of", f"job {parent.id} used {parent.model}; remix it with the same model",
                          "invalid_reference")
+
+    def input_warnings(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[InputWarning]:
+        prompt, seconds = job_input.get("prompt", ""), job_input.get("seconds")
+        if spec.option("format") != "all" or not seconds or not is_storyboard(prompt):
+            return []
+        return [InputWarning("prompt", f"storyboard: {message}", code)
+                for code, message in storyboard_problems(prompt, float(seconds))[1]]
 
     def input_files(self, spec: ModelSpec, job_input: dict[str, Any]) -> list[tuple[str, str]]:
         ref = job_input.get("input_reference")
@@ -261,6 +284,13 @@ class SoraAdapter(Adapter):
         elif state is UpstreamState.SUCCEEDED:
             result.progress = 100
             content = f"/v1/videos/{upstream_id}/content"
+            url = result_url(body, spec.option("result_url_fields", []))
+            if url:  # the -all format's time-limited download URL
+                result.outputs = [ArtifactSource("video", url=url, content_type="video/mp4")]
+                return result
+            if spec.option("format") == "all":  # no content page documents variants for -all
+                result.outputs = [ArtifactSource("video", UpstreamRequest("GET", content), content_type="video/mp4")]
+                return result
             result.outputs = [
                 ArtifactSource("video", UpstreamRequest("GET", content), content_type="video/mp4"),
                 ArtifactSource(
@@ -282,14 +312,16 @@ class SoraAdapter(Adapter):
         }
 
     def constraints(self, spec: ModelSpec) -> dict[str, Any]:
-        return {
+        out = {
             "seconds": spec.option("seconds"),
             "sizes": spec.option("sizes"),
             "format": spec.option("format"),
-            "storyboard": "prompt may be `Shot N:` / `duration: Xsec` / `Scene: ...` blocks summing to seconds",
+            "storyboard": "-all only: prompt may be `Shot N:` / `duration: Xsec` / `Scene: ...` blocks; durations "
+            "that do not add up to seconds are a timeline warning" if spec.option("format") == "all" else None,
             "input_reference": "image whose dimensions equal size",
             "remix": "input.remix_of: a succeeded job of the same model",
         }
+        return {key: value for key, value in out.items() if value is not None}
 
 
 ADAPTER = SoraAdapter()

@@ -1,10 +1,14 @@
 """Suno (`/suno/...`): music (inspiration, custom, continuation) and lyrics.
 
-Documented (COMETAPI.md "Suno"): the submit paths and modes, the task id in the
-submit answer's `data`, `GET /suno/fetch/{id}` and the batch `POST /suno/fetch`
-with `{ids, action}` whose tasks carry `status`, `progress`, `fail_reason`,
-`submit_time`/`start_time`/`finish_time` and the clips in `data`.
-NOT FOUND, so UNVERIFIED: the full status vocabulary and the clip field names.
+Documented (COMETAPI.md "Suno"): the submit paths and modes, `GET /suno/fetch/{id}`
+and the batch `POST /suno/fetch` with `{ids, action}` whose tasks carry `status`,
+`progress`, `fail_reason`, `submit_time`/`start_time`/`finish_time` and the clips in
+`data`. A generated clip is continued with its task's `task_id` next to
+`continue_clip_id` and `continue_at`; `task: "upload_extend"` is for continuing an
+*uploaded* clip only ("Continue Custom Audio"), and gateways of the same envelopes
+refuse a `continue_clip_id` without its `task_id`.
+NOT FOUND, so UNVERIFIED: the full status vocabulary, the clip field names, and the
+submit answer's task id in `data` (third-party docs of the same gateway family).
 Both live in `catalog/suno.toml` (`statuses`, `clip_*_paths`): the status words
 follow the task shape of the gateway family CometAPI's Suno API comes from, and the
 clip fields follow Suno's own clip objects. Correcting them is a catalogue change.
@@ -58,8 +62,9 @@ class SunoInput(BaseModel):
     **inspiration** (`gpt_description_prompt`, optional `make_instrumental`),
     **custom** (`prompt` = the lyrics, `tags` = the style, `title`; lyrics may be left
     out when `make_instrumental` is true) and **continuation** of an existing clip
-    (`continue_at` seconds, and either `continue_clip_id` or `parent_job_id` of a
-    succeeded Suno job of yours plus `continue_clip`, its 1-based clip number).
+    (`continue_at` seconds, and either `parent_job_id` of a succeeded Suno job of
+    yours plus `continue_clip`, its 1-based clip number, or `continue_clip_id` of audio
+    uploaded to CometAPI's Suno).
     Lengths allowed per model are listed by `GET /v1/models`. For lyrics give only
     `prompt`, the idea to write about.
     """
@@ -72,7 +77,9 @@ class SunoInput(BaseModel):
     prompt: str | None = Field(None, min_length=1, description="Custom/continuation: the lyrics. Lyrics: the idea.")
     tags: str | None = Field(None, min_length=1, description="Custom/continuation: the style, e.g. `dreamy synth-pop`.")
     title: str | None = Field(None, min_length=1, description="Custom/continuation: the song's title.")
-    continue_clip_id: str | None = Field(None, description="Continuation: an upstream clip id.")
+    continue_clip_id: str | None = Field(
+        None, description="Continuation of audio uploaded to CometAPI's Suno (not made by a job of yours): its clip id."
+    )
     parent_job_id: str | None = Field(None, description="Continuation: a succeeded Suno job of yours.")
     continue_clip: int | None = Field(None, ge=1, description="Continuation: which clip of the parent job (1-based).")
     continue_at: float | None = Field(None, gt=0, description="Continuation: seconds into the clip to continue from.")
@@ -180,9 +187,14 @@ class SunoAdapter(Adapter):
             body.setdefault("prompt", "")
             if mode == "custom":
                 body["make_instrumental"] = bool(job_input.get("make_instrumental"))
+            elif "parent_job_id" in job_input:
+                if parent is None or not parent.upstream_id:
+                    raise ValueError(f"the parent job {job_input['parent_job_id']} has no upstream task to continue")
+                body |= {"task_id": parent.upstream_id, "continue_clip_id": job_input["continue_clip_id"],
+                         "continue_at": job_input["continue_at"]}
             else:
                 body |= {"continue_clip_id": job_input["continue_clip_id"], "continue_at": job_input["continue_at"],
-                         "task": spec.option("continuation_task")}
+                         "task": spec.option("upload_continuation_task")}
         return UpstreamRequest("POST", spec.option("submit_path"), json=body)
 
     def parse_create(self, spec: ModelSpec, body: Any) -> CreateResult:

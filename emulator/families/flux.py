@@ -1,4 +1,12 @@
-"""Flux's `/flux/v1/...` contract: create per model, then `get_result?id=`."""
+"""Flux's `/flux/v1/...` contract: create per model, then `get_result?id=`.
+
+Documented (CometAPI's Flux quickstart and flux-query pages): the create fields
+prompt, width, height, seed, output_format and webhook_url, and the Ready answer
+`{id, status, result: {seed, prompt, sample, duration, start_time, end_time}}`, with
+Pending and "Task not found". UNVERIFIED, after Black Forest Labs' API, which CometAPI
+relays: the other create fields, the create answer `{id, polling_url}`, the moderation
+words and their `details`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state
+from emulator.app import error, get_state, json_body, refuse_fields
 from emulator.families.cdn import cdn_url
 from emulator.state import Task
 
 router = APIRouter()
 
 MODELS = {"flux-dev", "flux-pro", "flux-pro-1.1", "flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max"}
+DOCUMENTED = {"prompt", "width", "height", "seed", "output_format", "webhook_url"}
+BFL_FIELDS = {"steps", "guidance", "safety_tolerance", "prompt_upsampling", "aspect_ratio", "raw", "input_image",
+              "image_prompt", "interval", "webhook_secret"}
 
 
 def result_object(task: Task, base_url: str) -> dict[str, Any]:
@@ -22,8 +33,7 @@ def result_object(task: Task, base_url: str) -> dict[str, Any]:
     status = {"queued": "Pending", "running": "Pending", "succeeded": "Ready", "failed": "Content Moderated",
               "odd": task.odd_status}[phase]
     wall = time.time() - (time.monotonic() - task.created)
-    out: dict[str, Any] = {"id": task.id, "status": status, "result": None, "progress": progress / 100,
-                           "details": None}
+    out: dict[str, Any] = {"id": task.id, "status": status, "result": None}
     if phase == "succeeded":
         ext = "png" if task.params.get("output_format") == "png" else "jpeg"
         out["result"] = {
@@ -41,9 +51,10 @@ async def create(model: str, request: Request) -> Response:
     state = get_state(request)
     if model not in MODELS:
         return error(404, f"model {model} not found", code="model_not_found")
-    body = await request.json()
-    if not body.get("prompt"):
-        return error(422, "prompt: field required", code="invalid_request")
+    body = await json_body(request)
+    refused = refuse_fields(body, DOCUMENTED | BFL_FIELDS, ("prompt",))
+    if refused:
+        return refused
     for name in ("width", "height"):
         if name in body and (not isinstance(body[name], int) or body[name] % 32):
             return error(422, f"{name} must be a multiple of 32", code="invalid_request")

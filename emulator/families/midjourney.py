@@ -1,9 +1,12 @@
 """Midjourney's `/mj/...` contract: imagine, action, fetch, batch fetch, and the
 `/mj/image/{id}` proxy links results point at.
 
-Buttons carry custom ids derived from the task id, so a client that hard-codes one
-fails exactly as it would against the real service. Submit answers and the extra
-status words follow the midjourney-proxy shape CometAPI's docs show.
+Bodies and answers follow CometAPI's pages (imagine, action, fetch-single-task,
+list-by-condition): the fetch answer has the page's schema fields (less `maskBase64`,
+which only mask tasks carry). Buttons carry custom ids derived from the task id, so a
+client that hard-codes one fails exactly as it would against the real service.
+UNVERIFIED, after the midjourney-proxy convention CometAPI's MJ API is built on: the
+submit refusal codes other than 1 (3, 4, 21, 22, 23, 24), and `null` for an unknown id.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import get_state, stream_content
+from emulator.app import get_state, json_body, refuse_fields, stream_content
 from emulator.state import State, Task
 
 router = APIRouter()
@@ -23,6 +26,11 @@ router = APIRouter()
 BOT_TYPES = {"MID_JOURNEY", "NIJI_JOURNEY"}
 STATUS = {"queued": "SUBMITTED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILURE"}
 GRID_ACTIONS = {"IMAGINE", "VARIATION", "REROLL", "ZOOM", "PAN"}
+# The imagine page lists prompt, botType and accountFilter; base64Array, notifyHook and
+# state are the same proxy's fields that the action page's `state` echo implies.
+IMAGINE_FIELDS = frozenset({"prompt", "botType", "accountFilter", "base64Array", "notifyHook", "state"})
+ACTION_FIELDS = frozenset({"customId", "taskId", "state", "enableRemix", "chooseSameChannel", "notifyHook"})
+PROPERTIES = {"discordChannelId": "5e6ca8e1f40e4de6", "discordInstanceId": "5e6ca8e1f40e4de6"}
 
 
 def _hash(task: Task) -> str:
@@ -100,23 +108,26 @@ def task_object(task: Task, base_url: str) -> dict[str, Any]:
         "failReason": "Banned prompt detected: the prompt may violate the community guidelines"
         if status == "FAILURE" else "",
         "buttons": buttons_for(task) if done else [],
-        "properties": {"finalPrompt": task.prompt, "discordInstanceId": "emulator"},
+        "properties": {"finalPrompt": task.prompt, **PROPERTIES},
     }
 
 
 def _submitted(task: Task) -> JSONResponse:
     return JSONResponse({"code": 1, "description": "Submission successful", "result": task.id,
-                         "properties": {"discordInstanceId": "emulator"}})
+                         "properties": dict(PROPERTIES)})
 
 
 def _refused(code: int, description: str) -> JSONResponse:
-    return JSONResponse({"code": code, "description": description, "result": None, "properties": {}})
+    return JSONResponse({"code": code, "description": description, "result": None, "properties": dict(PROPERTIES)})
 
 
 @router.post("/mj/submit/imagine")
 async def imagine(request: Request) -> Response:
     state = get_state(request)
-    body = await request.json()
+    body = await json_body(request)
+    refused = refuse_fields(body, IMAGINE_FIELDS, ("prompt",))
+    if refused:
+        return refused
     prompt = str(body.get("prompt") or "").strip()
     bot_type = body.get("botType") or "MID_JOURNEY"
     if not prompt:
@@ -131,7 +142,10 @@ async def imagine(request: Request) -> Response:
 @router.post("/mj/submit/action")
 async def action(request: Request) -> Response:
     state = get_state(request)
-    body = await request.json()
+    body = await json_body(request)
+    refused = refuse_fields(body, ACTION_FIELDS, ("customId", "taskId"))
+    if refused:
+        return refused
     parent = state.tasks.get(str(body.get("taskId") or ""))
     if parent is None or parent.family != "midjourney":
         return _refused(3, "the task does not exist or has expired")
@@ -146,7 +160,7 @@ async def action(request: Request) -> Response:
                           custom_id=custom_id, parent=parent.id, modal=modal, state=str(body.get("state") or ""))
     if modal:
         return JSONResponse({"code": 21, "description": "Waiting for window confirm", "result": task.id,
-                             "properties": {}})
+                             "properties": dict(PROPERTIES)})
     return _submitted(task)
 
 
@@ -169,7 +183,10 @@ def fetch(task_id: str, request: Request) -> Response:
 @router.post("/mj/task/list-by-condition")
 async def list_by_condition(request: Request) -> Response:
     state = get_state(request)
-    body = await request.json()
+    body = await json_body(request)
+    refused = refuse_fields(body, {"ids"}, ("ids",))
+    if refused:
+        return refused
     state.stats.batch(len(body.get("ids") or []))
     out = []
     for task_id in body.get("ids") or []:

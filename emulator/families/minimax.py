@@ -1,7 +1,7 @@
 """MiniMax (Hailuo) video: create, query, file retrieve and file content.
 
-CometAPI's MiniMax pages were NOT FOUND; this follows MiniMax's own API as other
-relays expose it under `/minimax/v1/...`: every answer carries `base_resp`
+UNVERIFIED as a whole: CometAPI's MiniMax pages were NOT FOUND; this follows
+MiniMax's own API as other relays expose it under `/minimax/v1/...`: every answer carries `base_resp`
 (`status_code` 0 or an error code with `status_msg`), the query reports
 Preparing / Queueing / Processing / Success / Fail and a `file_id`, and the file
 is fetched by id (JSON with a `download_url`, or the bytes themselves).
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state, stream_content
+from emulator.app import error, get_state, json_body, refuse_fields, stream_content
 from emulator.state import State, Task
 
 router = APIRouter()
@@ -49,10 +49,11 @@ def _task_for_file(state: State, wanted: str) -> Task | None:
 @router.post("/minimax/v1/video_generation")
 async def create(request: Request) -> Response:
     state = get_state(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        return refusal(2013, "invalid params: body is not JSON")
+    body = await json_body(request)
+    refused = refuse_fields(body, {"model", "prompt", "duration", "resolution", "prompt_optimizer",
+                                   "first_frame_image", "callback_url"}, ("model",))
+    if refused:
+        return refused
     model = str(body.get("model") or "")
     if model not in MODELS:
         return refusal(2013, f"invalid params: unknown model {model}")

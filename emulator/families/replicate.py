@@ -1,6 +1,11 @@
-"""Replicate through CometAPI: create a prediction for any `owner/name`, then poll
-`/replicate/v1/predictions/{id}`. Output links are delivery URLs on the emulator's
-`/cdn/`; the prediction's `urls` point at api.replicate.com as the real ones do."""
+"""Replicate through CometAPI: create a prediction for any `owner/name` with
+`{"input": {...}}`, then poll `/replicate/v1/predictions/{id}` (CometAPI's
+create-predictions-general and replicate-query pages: the create answer's fields, and
+the query's status, output, error, metrics, started_at, completed_at). Output links
+are delivery URLs on the emulator's `/cdn/`; the prediction's `urls` point at
+api.replicate.com as the real ones do. UNVERIFIED: the create's 201 status (Replicate's
+own; CometAPI shows the body only) and the failed prediction's `error` text.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state
+from emulator.app import error, get_state, json_body, refuse_fields
 from emulator.families.cdn import cdn_url
 from emulator.state import Task
 
@@ -23,6 +28,9 @@ STATUS = {"queued": "starting", "running": "processing", "succeeded": "succeeded
 
 def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+CREATED_KEYS = ("id", "model", "version", "input", "logs", "output", "error", "status", "created_at", "urls")
 
 
 def prediction(task: Task, base_url: str) -> dict[str, Any]:
@@ -40,7 +48,6 @@ def prediction(task: Task, base_url: str) -> dict[str, Any]:
         "input": task.params["input"],
         "logs": logs,
         "output": [cdn_url(base_url, task, f) for f in files] if phase == "succeeded" else None,
-        "data_removed": False,
         "error": "NSFW content detected. Try running it again, or try a different prompt."
         if phase == "failed" else None,
         "status": status,
@@ -58,7 +65,10 @@ async def create(owner: str, name: str, request: Request) -> Response:
     state = get_state(request)
     if not NAME.match(owner) or not NAME.match(name):
         return error(404, f"model {owner}/{name} not found", code="not_found")
-    body = await request.json()
+    body = await json_body(request)
+    refused = refuse_fields(body, {"input"}, ("input",))
+    if refused:
+        return refused
     inputs = body.get("input")
     if not isinstance(inputs, dict):
         return error(422, "input: field required and must be an object", code="invalid_request")
@@ -67,7 +77,8 @@ async def create(owner: str, name: str, request: Request) -> Response:
         return error(422, "input.num_outputs must be from 1 to 4", code="invalid_request")
     task = state.new_task("replicate", f"{owner}/{name}", str(inputs.get("prompt") or ""), "",
                           input=inputs, outputs=outputs, format=str(inputs.get("output_format") or "webp"))
-    return JSONResponse(prediction(task, str(request.base_url)), status_code=201)
+    created = prediction(task, str(request.base_url))
+    return JSONResponse({key: created[key] for key in CREATED_KEYS}, status_code=201)
 
 
 @router.get("/replicate/v1/predictions/{prediction_id}")

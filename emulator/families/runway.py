@@ -1,36 +1,57 @@
 """Runway's `/runwayml/v1/...` contract: image to video, video to video, upscale,
 and the task query.
 
-The create bodies follow Runway's public API (CometAPI's create pages were NOT
-FOUND). CometAPI documents two answers for the same query, Runway's own task and
-its `{code, data: {..., data: <task>}}` wrapper; the emulator alternates between
-them poll by poll, and the first poll of a task answers `task_not_exist`, as a
-task just created may upstream.
+The create bodies are CometAPI's official-format pages' (runway-images-raw-video,
+generate-a-video-from-a-video, upscale-a-video): the `X-Runway-Version` header is
+required, `promptImage` and `references[].uri` must be https URLs, `videoUri` an https
+URL or a base64 data URI, and prompt and seed limits differ per task. The answer is
+`{id}`. CometAPI documents two answers for the same query, Runway's own task and its
+`{code, data: {..., data: <task>}}` wrapper; the emulator alternates between them
+poll by poll, and the first poll of a task answers `task_not_exist`, as a task just
+created may upstream. UNVERIFIED (Runway's own API, not CometAPI's pages): that
+video_to_video requires promptText, and gen4_aleph's ratios.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state, stream_content
+from emulator.app import error, get_state, json_body, refuse_fields, stream_content
 from emulator.state import Task
 
 router = APIRouter()
 
-# path -> (action, models, ratios, required keys)
-TASKS: dict[str, tuple[str, set[str], set[str], tuple[str, ...]]] = {
-    "image_to_video": ("IMAGE_TO_VIDEO", {"gen4_turbo", "gen3a_turbo"},
-                       {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672", "1280:768", "768:1280"},
-                       ("promptImage",)),
-    "video_to_video": ("VIDEO_TO_VIDEO", {"gen4_aleph"},
-                       {"1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672", "848:480", "640:480"},
-                       ("videoUri", "promptText")),
-    "video_upscale": ("VIDEO_UPSCALE", {"upscale_v1"}, set(), ("videoUri",)),
+
+@dataclass(frozen=True)
+class Endpoint:
+    action: str
+    models: set[str]
+    fields: set[str]
+    required: tuple[str, ...]
+    ratios: set[str] = field(default_factory=set)
+    prompt_max: int = 0
+    seed_max: int = 0
+
+
+TASKS: dict[str, Endpoint] = {
+    "image_to_video": Endpoint(
+        "IMAGE_TO_VIDEO", {"gen4_turbo", "gen3a_turbo"},
+        {"promptImage", "model", "seed", "promptText", "watermark", "duration", "ratio"}, ("promptImage", "model"),
+        {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672", "1280:768", "768:1280"},
+        prompt_max=512, seed_max=999_999_999),
+    "video_to_video": Endpoint(
+        "VIDEO_TO_VIDEO", {"gen4_aleph"},
+        {"videoUri", "promptText", "seed", "model", "references", "ratio", "contentModeration"},
+        ("videoUri", "model", "promptText"),
+        {"1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672", "848:480", "640:480"},
+        prompt_max=1000, seed_max=4_294_967_295),
+    "video_upscale": Endpoint("VIDEO_UPSCALE", {"upscale_v1"}, {"videoUri", "model"}, ("videoUri", "model")),
 }
 RAW = {"queued": "PENDING", "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED"}
 WRAPPED = {"queued": "QUEUED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILURE"}
@@ -70,31 +91,50 @@ def wrapped_task(task: Task, base_url: str) -> dict[str, Any]:
     }}
 
 
+def _invalid(endpoint: Endpoint, body: dict[str, Any]) -> str | None:
+    """Why the body breaks the documented rules, if it does."""
+    if body["model"] not in endpoint.models:
+        return f"model {body['model']!r} is not available here; one of {', '.join(sorted(endpoint.models))}"
+    if endpoint.ratios and "ratio" in body and body["ratio"] not in endpoint.ratios:
+        return f"invalid ratio {body['ratio']}"
+    if "duration" in body and body["duration"] not in (5, 10):
+        return f"invalid duration {body['duration']}: 5 or 10"
+    if endpoint.prompt_max and len(str(body.get("promptText") or "")) > endpoint.prompt_max:
+        return f"promptText must be at most {endpoint.prompt_max} characters"
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or not 0 <= seed <= endpoint.seed_max):
+        return f"seed must be from 0 to {endpoint.seed_max}"
+    if "promptImage" in body and not str(body["promptImage"]).startswith("https://"):
+        return "promptImage must be an https URL"
+    video = str(body.get("videoUri", "https://"))
+    if not video.startswith(("https://", "data:video/")):
+        return "videoUri must be an https URL or a base64 data URI"
+    for ref in body.get("references") or []:
+        if not isinstance(ref, dict) or set(ref) != {"type", "uri"} or not str(ref["uri"]).startswith("https://"):
+            return "references must be {type, uri} objects with https URIs"
+    return None
+
+
 @router.post("/runwayml/v1/{kind}")
 async def create(kind: str, request: Request) -> Response:
     state = get_state(request)
     if kind not in TASKS:
         return error(404, f"unknown Runway endpoint {kind}", code="not_found")
-    action, models, ratios, required = TASKS[kind]
-    try:
-        body = await request.json()
-    except ValueError:
-        return error(400, "request body is not JSON", code="invalid_request")
-    model = str(body.get("model") or "")
-    if model not in models:
-        return error(400, f"model {model!r} is not available for {kind}", code="invalid_request")
-    for key in required:
-        if not body.get(key):
-            return error(400, f"{key} is required", code="invalid_request")
-    if ratios and body.get("ratio") not in ratios:
-        return error(400, f"invalid ratio {body.get('ratio')}", code="invalid_request")
-    if kind == "image_to_video" and body.get("duration", 5) not in (5, 10):
-        return error(400, f"invalid duration {body.get('duration')}", code="invalid_request")
+    endpoint = TASKS[kind]
+    version = request.headers.get("x-runway-version")
+    if not version:
+        return error(400, "the X-Runway-Version header is required", code="invalid_request")
+    body = await json_body(request)
+    refused = refuse_fields(body, endpoint.fields, endpoint.required)
+    if refused:
+        return refused
+    problem = _invalid(endpoint, body)
+    if problem:
+        return error(400, problem, code="invalid_request")
     task = state.new_task(
-        "runway", model, str(body.get("promptText") or "(no prompt)"), "", action=action,
-        version=request.headers.get("x-runway-version"),
-        **{k: v for k, v in body.items() if k in ("ratio", "duration", "seed", "videoUri")},
-        prompt_image=str(body.get("promptImage", ""))[:40], references=len(body.get("references") or []),
+        "runway", body["model"], str(body.get("promptText") or "(no prompt)"), "", action=endpoint.action,
+        version=version, **{k: v for k, v in body.items() if k in ("ratio", "duration", "seed", "videoUri")},
+        prompt_image=body.get("promptImage"), references=[r["uri"] for r in body.get("references") or []],
     )
     return JSONResponse({"id": task.id})
 

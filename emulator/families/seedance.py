@@ -1,10 +1,10 @@
 """Seedance (ByteDance video) on `/volc/v3/contents/generations/tasks`.
 
 Create takes `{model, content: [{type: text, text: "... --duration 5 --ratio 16:9"},
-{type: image_url, image_url: {url}, role?}...]}` and answers `{"id"}`; get answers
-`status` and, when done, `content.video_url` (served by this host). Only
-`succeeded` is documented; the other words are Volcengine's (queued, running,
-failed), and a failure carries Volcengine's `error: {code, message}`.
+{type: image_url, image_url: {url}, role?}...], callback_url?}` and answers `{"id"}`;
+get answers the documented object and, when done, `content.video_url` (served by this
+host). UNVERIFIED, Volcengine's own (CometAPI documents only `succeeded`): the other
+status words (queued, running, failed) and a failure's `error: {code, message}`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state, stream_content
+from emulator.app import error, get_state, json_body, refuse_fields, stream_content
 from emulator.state import Task
 
 router = APIRouter()
@@ -46,7 +46,6 @@ def task_object(task: Task, base_url: str) -> dict[str, Any]:
         # a signed object-storage link, `&` and all: a mangled copy is refused
         signed = "X-Tos-Signature=abc&X-Tos-Expires=86400"
         out["content"] = {"video_url": f"{base_url.rstrip('/')}{FILES}/{task.id}.mp4?{signed}"}
-        out["usage"] = {"completion_tokens": 108900, "total_tokens": 108900}
     elif phase == "failed":
         out["error"] = {"code": "OutputVideoSensitiveContentDetected",
                         "message": "The request failed because the output video may contain sensitive information."}
@@ -56,16 +55,18 @@ def task_object(task: Task, base_url: str) -> dict[str, Any]:
 @router.post(PATH)
 async def create(request: Request) -> Response:
     state = get_state(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        return error(400, "json: cannot unmarshal the request body", code="invalid_request")
+    body = await json_body(request)
+    refused = refuse_fields(body, {"model", "content", "callback_url"}, ("model", "content"))
+    if refused:
+        return refused
     model = str(body.get("model") or "")
     if not model.startswith("doubao-seedance-"):
         return error(400, f"model {model!r} is not a Seedance model", code="invalid_request")
     content = body.get("content")
     if not isinstance(content, list) or not content:
         return error(400, "content must be a non-empty list", code="invalid_request")
+    if any(not isinstance(c, dict) or not set(c) <= {"type", "text", "image_url", "role"} for c in content):
+        return error(400, "content items are {type, text} or {type, image_url: {url}, role?}", code="invalid_request")
     texts = [c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text"]
     images = [c for c in content if isinstance(c, dict) and c.get("type") == "image_url"]
     text = " ".join(texts)

@@ -1,7 +1,12 @@
 """The synchronous `POST /v1/images/generations` call, for Seedream
-(`doubao-seedream-*`: `url` or `b64_json`, signed object-storage links) and
-gpt-image-1 (always `b64_json`). The call lasts the task's job time, then answers
-with the images; `[fail]` in the prompt is refused as the providers' moderation does."""
+(`doubao-seedream-*`: `url` or `b64_json`, signed object-storage links; CometAPI's
+bytedance-image-generation page) and GPT image models (always `b64_json`; CometAPI's
+images-generations page, whose parameters are OpenAI's Create image reference). The
+call lasts the task's job time, then answers with the images; `[fail]` in the prompt
+is refused as the providers' moderation does (UNVERIFIED: the refusals' codes are the
+providers' own). UNVERIFIED for Seedream 3.0: `seed` and `guidance_scale`, Volcengine's
+fields, which CometAPI's page does not list.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state
+from emulator.app import error, get_state, json_body, refuse_fields
 from emulator.families.cdn import cdn_url
 from emulator.state import State, Task, content_stream
 
 router = APIRouter()
 
 SEEDREAM = {"doubao-seedream-4-0-250828", "doubao-seedream-4-5-251128", "doubao-seedream-3-0-t2i-250415"}
-GPT_IMAGE = {"gpt-image-1"}
+GPT_IMAGE = {"gpt-image-1", "gpt-image-2"}
+SEEDREAM_FIELDS = {"model", "prompt", "size", "response_format", "image", "watermark", "sequential_image_generation",
+                   "sequential_image_generation_options", "seed", "guidance_scale"}
+GPT_IMAGE_FIELDS = {"model", "prompt", "n", "quality", "size", "background", "output_format", "output_compression",
+                    "moderation", "response_format", "style", "user", "partial_images", "stream"}
 TOS_QUERY = ("X-Tos-Algorithm=TOS4-HMAC-SHA256&X-Tos-Credential=emulated%2Fcn-beijing%2Ftos%2Frequest"
              "&X-Tos-Expires=86400&X-Tos-Signature=emulated&X-Tos-SignedHeaders=host")
 
@@ -41,14 +50,16 @@ async def _wait(task: Task) -> None:
 @router.post("/v1/images/generations")
 async def generations(request: Request) -> Response:
     state = get_state(request)
-    body = await request.json()
-    model = str(body.get("model") or "")
-    prompt = str(body.get("prompt") or "")
+    body = await json_body(request)
+    refused = refuse_fields(body, SEEDREAM_FIELDS | GPT_IMAGE_FIELDS, ("model", "prompt"))
+    if refused:
+        return refused
+    model, prompt = str(body["model"]), str(body["prompt"])
     if model not in SEEDREAM | GPT_IMAGE:
-        return error(400, f"model {model or '(none)'} is not supported on /v1/images/generations",
-                     code="invalid_request")
-    if not prompt:
-        return error(400, "prompt is required", code="invalid_request")
+        return error(400, f"model {model} is not supported on /v1/images/generations", code="invalid_request")
+    refused = refuse_fields(body, GPT_IMAGE_FIELDS if model in GPT_IMAGE else SEEDREAM_FIELDS)
+    if refused:
+        return refused
     if model in GPT_IMAGE:
         return await _gpt_image(state, body, model, prompt)
     return await _seedream(state, request, body, model, prompt)
@@ -94,4 +105,7 @@ async def _gpt_image(state: State, body: dict[str, Any], model: str, prompt: str
     return JSONResponse({"created": int(time.time()), "data": data, "background": body.get("background", "opaque"),
                          "output_format": fmt, "quality": body.get("quality", "auto"),
                          "size": body.get("size", "1024x1024"),
-                         "usage": {"input_tokens": 50, "output_tokens": 272 * count, "total_tokens": 50 + 272 * count}})
+                         "usage": {"input_tokens": 50, "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+                                   "output_tokens": 272 * count,
+                                   "output_tokens_details": {"image_tokens": 272 * count, "text_tokens": 0},
+                                   "total_tokens": 50 + 272 * count}})

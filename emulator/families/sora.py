@@ -1,4 +1,13 @@
-"""Sora 2 and its `/v1/videos` contract (official and "-all" formats)."""
+"""Sora 2 and its `/v1/videos` contract (official and "-all" formats).
+
+Official (CometAPI's official-format pages): multipart create with `model`, `prompt`,
+`seconds`, `size` and at most one `input_reference` file, answered with the
+documented short object; retrieve with the documented video object; remix of a
+completed video; content once completed (an `invalid_request_error` before).
+UNVERIFIED, after third-party relays (CometAPI's self-developed pages were not
+readable): the -all models' durations, sizes and extra fields, and their completed
+retrieve answer's time-limited `video_url`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state, stream_content
+from emulator.app import error, get_state, json_body, refuse_fields, stream_content
 from emulator.state import Task
 
 router = APIRouter()
@@ -21,6 +30,11 @@ MODELS = {
     "sora-2-pro-all": {"seconds": {"10", "15", "25"}, "sizes": {"720x1280", "1280x720", "1024x1792", "1792x1024"}},
 }
 STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed"}
+OFFICIAL_FIELDS = frozenset({"model", "prompt", "seconds", "size", "input_reference"})
+ALL_FIELDS = OFFICIAL_FIELDS | {"watermark", "private", "style", "character_url", "character_timestamps",
+                                "metadata", "character_from_task", "character_create"}
+CREATED_KEYS = ("created_at", "id", "model", "object", "progress", "seconds", "size", "status")
+REMIX_KEYS = ("id", "object", "model", "status", "progress", "created_at", "size", "seconds", "remixed_from_video_id")
 VARIANT_TYPES = {"video": "video/mp4", "thumbnail": "image/webp", "spritesheet": "image/jpeg"}
 
 
@@ -39,7 +53,7 @@ class SharedVideoFamily(Protocol):
 SHARED_FAMILIES: dict[str, SharedVideoFamily] = {}
 
 
-def video_object(task: Task, now: float | None = None) -> dict[str, Any]:
+def video_object(task: Task, now: float | None = None, base_url: str = "") -> dict[str, Any]:
     phase, progress = task.phase(now)
     status = task.odd_status if phase == "odd" else STATUS[phase]
     completed = phase in ("succeeded", "failed")
@@ -59,7 +73,8 @@ def video_object(task: Task, now: float | None = None) -> dict[str, Any]:
         "remixed_from_video_id": task.params.get("remixed_from"),
         "error": {"code": "moderation_blocked", "message": "The prompt was rejected by the safety system"}
         if phase == "failed" else None,
-    }
+    } | ({"video_url": f"{base_url.rstrip('/')}/v1/videos/{task.id}/content"}
+         if phase == "succeeded" and task.model.endswith("-all") and base_url else {})
 
 
 @router.post("/v1/videos")
@@ -75,8 +90,11 @@ async def create_video(request: Request) -> Response:
             return await family.create(request, form)
     if model not in MODELS:
         return error(400, f"model {model} is not supported on /v1/videos", code="invalid_request")
-    if not prompt:
-        return error(400, "prompt is required", code="invalid_request")
+    refused = refuse_fields(dict(form), ALL_FIELDS if model.endswith("-all") else OFFICIAL_FIELDS, ("prompt",))
+    if refused:
+        return refused
+    if len(form.getlist("input_reference")) > 1:
+        return error(400, "at most one input_reference", code="invalid_request")
     rules = MODELS[model]
     seconds = str(form.get("seconds") or "")
     size = str(form.get("size") or "")
@@ -89,14 +107,15 @@ async def create_video(request: Request) -> Response:
     if reference is not None and hasattr(reference, "read"):
         data = await reference.read()
         params["input_reference_bytes"] = len(data)
-    for extra in ("watermark", "private", "style", "character_url", "character_timestamps"):
+    for extra in ALL_FIELDS - OFFICIAL_FIELDS:
         if form.get(extra) is not None:
             params[extra] = str(form.get(extra))
     task = state.new_task("sora", model, prompt, "video_", **params)
     delay = state.create_delay(task)
     if delay > 0:
         await asyncio.sleep(delay)
-    return JSONResponse(video_object(task))
+    created = video_object(task)
+    return JSONResponse({key: created[key] for key in CREATED_KEYS})
 
 
 @router.post("/v1/videos/{video_id}/remix")
@@ -107,12 +126,16 @@ async def remix_video(video_id: str, request: Request) -> Response:
         return error(404, f"video {video_id} not found", code="not_found")
     if source.phase()[0] != "succeeded":
         return error(400, "only a completed video can be remixed", code="invalid_request")
-    body = await request.json()
-    prompt = str(body.get("prompt") or "")
-    if not prompt:
-        return error(400, "prompt is required", code="invalid_request")
-    task = state.new_task("sora", source.model, prompt, "video_", **{**source.params, "remixed_from": video_id})
-    return JSONResponse(video_object(task))
+    if source.model.endswith("-all"):
+        return error(404, "remix is not available for the self-developed format", code="not_found")
+    body = await json_body(request)
+    refused = refuse_fields(body, {"prompt"}, ("prompt",))
+    if refused:
+        return refused
+    task = state.new_task("sora", source.model, str(body["prompt"]), "video_",
+                          **{**source.params, "remixed_from": video_id})
+    remixed = video_object(task)
+    return JSONResponse({key: remixed[key] for key in REMIX_KEYS})
 
 
 @router.get("/v1/videos/{video_id}")
@@ -125,7 +148,7 @@ def retrieve_video(video_id: str, request: Request) -> Response:
         return error(404, f"video {video_id} not found", code="not_found")
     task.polled()
     state.stats.count("polls", task.model)
-    return JSONResponse(video_object(task))
+    return JSONResponse(video_object(task, base_url=str(request.base_url)))
 
 
 @router.get("/v1/videos/{video_id}/content")

@@ -1,10 +1,14 @@
 """Veo 3 on `/v1/videos` (CometAPI's "self-developed" format).
 
 Sora's module owns the `/v1/videos` routes and hands Veo's models and tasks to
-this one. Create and retrieve follow CometAPI's Veo pages (the create answer names
-the resolved provider model, e.g. `veo_3_1-4K`). The finished-state shape is
-NOT FOUND upstream: the emulator adds a `video_url` on its own host when done, and
-`/v1/videos/{id}/content` serves the same bytes.
+this one. Create and retrieve follow CometAPI's Veo pages: multipart `model`,
+`prompt`, `size` and 0-2 `input_reference` files; the create answer names the
+resolved provider model (e.g. `veo_3_1-4K`) with an empty `seconds`; retrieve answers
+`id`, `task_id`, `size`, `model`, `object`, `status`, `progress`, `created_at`.
+UNVERIFIED: the finished and failed shapes are NOT FOUND on CometAPI. When done this
+answers the result under `metadata.url`, where gateways of the same lineage put it,
+and `/v1/videos/{id}/content` serves the same bytes (whether CometAPI offers it for
+Veo is not documented either); a failure carries an OpenAI-style `error`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from emulator.app import error, get_state, stream_content
+from emulator.app import error, get_state, refuse_fields, stream_content
 from emulator.families.sora import SHARED_FAMILIES
 from emulator.state import Task
 
@@ -28,19 +32,20 @@ STATUS = {"queued": "queued", "running": "in_progress", "succeeded": "completed"
 FILES = "/_emulator/files/veo"
 
 
+FIELDS = frozenset({"model", "prompt", "size", "input_reference"})
+
+
 def video_object(task: Task, base_url: str) -> dict[str, Any]:
     phase, progress = task.phase()
     created = int(time.time() - (time.monotonic() - task.created))
     out: dict[str, Any] = {
-        "id": task.id, "task_id": task.id, "object": "video", "model": MODELS[task.model],
-        "status": task.odd_status if phase == "odd" else STATUS[phase], "progress": progress,
-        "created_at": created, "size": task.params["size"], "seconds": "8",
+        "id": task.id, "task_id": task.id, "size": task.params["size"], "model": MODELS[task.model],
+        "object": "video", "status": task.odd_status if phase == "odd" else STATUS[phase], "progress": progress,
+        "created_at": created,
     }
     if phase == "succeeded":
-        out["completed_at"] = created + int(task.job_seconds)
-        out["video_url"] = f"{base_url.rstrip('/')}{FILES}/{task.id}.mp4"
+        out["metadata"] = {"url": f"{base_url.rstrip('/')}{FILES}/{task.id}.mp4"}
     elif phase == "failed":
-        out["completed_at"] = created + int(task.job_seconds)
         out["error"] = {"code": "content_policy_violation",
                         "message": "Veo could not generate this video: the prompt was flagged by the safety filter"}
     return out
@@ -53,8 +58,9 @@ class Veo:
         state = get_state(request)
         model = str(form.get("model"))
         prompt = str(form.get("prompt") or "")
-        if not prompt:
-            return error(400, "prompt is required", code="invalid_request")
+        refused = refuse_fields(dict(form), FIELDS, ("prompt",))
+        if refused:
+            return refused
         size = str(form.get("size") or "16x9")
         if size not in SIZES:
             return error(400, f"invalid size {size}: use 16x9 or 9x16", code="invalid_request")
@@ -63,9 +69,9 @@ class Veo:
             return error(400, "at most 2 input_reference images (first and last frame)", code="invalid_request")
         sizes = [len(await f.read()) for f in references]
         task = state.new_task("veo", model, prompt, "task_", size=size, reference_bytes=sizes)
-        body = video_object(task, str(request.base_url))
-        body["status"], body["progress"] = "queued", 0
-        return JSONResponse(body)
+        created = int(time.time() - (time.monotonic() - task.created))
+        return JSONResponse({"created_at": created, "id": task.id, "model": MODELS[model], "object": "video",
+                             "progress": 0, "seconds": "", "size": size, "status": "queued"})
 
     def retrieve(self, request: Request, task: Task) -> Response:
         state = get_state(request)

@@ -68,3 +68,32 @@ class TestStatusWords:
     def test_a_table_that_cannot_be_read_is_refused_at_load(self, tmp_path, text, message):
         with pytest.raises(CatalogError, match=message):
             with_overlay(tmp_path, text)
+
+
+class TestProvenance:
+    def test_a_model_is_verified_only_with_sources_and_nothing_guessed(self):
+        for spec in load_catalog().values():
+            assert spec.verified == (spec.unverified is None)
+            if spec.verified:
+                assert spec.sources, spec.id
+            assert all(url.startswith("https://") for url in spec.sources)
+
+    def test_a_claim_of_a_documented_contract_without_sources_is_refused(self, tmp_path):
+        with pytest.raises(CatalogError, match="names no sources"):
+            with_overlay(tmp_path, '[models.odd]\nfamily = "odd"\nkind = "image"\n')
+
+    def test_an_overlay_says_what_is_guessed_in_words(self, tmp_path):
+        specs = with_overlay(tmp_path, '[models.veo3]\nunverified = "the whole answer"\n')
+        assert (specs["veo3"].verified, specs["veo3"].unverified) == (False, "the whole answer")
+        with pytest.raises(CatalogError, match="in words"):
+            with_overlay(tmp_path, '[models.veo3]\nunverified = 3\n')
+
+    def test_the_models_endpoint_says_what_is_verified_and_where_from(self, api, make_client):
+        client = make_client()
+        listed = {m["id"]: m for m in api.get("/v1/models", headers=client.headers).json()["data"]}
+        for spec in load_catalog().values():
+            model = listed[spec.id]
+            assert (model["verified"], model["sources"], model["unverified"]) == (
+                spec.verified, list(spec.sources), spec.unverified)
+        assert listed["minimax-hailuo-02"]["verified"] is False
+        assert "MiniMax" in listed["minimax-hailuo-02"]["unverified"]

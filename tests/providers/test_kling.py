@@ -4,9 +4,11 @@ shapes), input rules, and jobs through the real pipeline."""
 from __future__ import annotations
 
 import base64
+import io
 from datetime import UTC, datetime
 
 import pytest
+from PIL import Image
 
 from app.providers.base import UnreadableAnswer, UpstreamState
 from app.providers.kling import ADAPTER
@@ -171,6 +173,31 @@ class TestValidation:
     def test_field_the_model_does_not_take_is_refused(self, api, make_client):
         errors = fields_in(post(api, make_client(), "kling-text2video", prompt="p", image="https://a.example/i.png"))
         assert "not supported" in errors["input.image"]
+
+    def test_image_generation_has_no_21_9(self, api, make_client):
+        errors = fields_in(post(api, make_client(), "kling-image", prompt="p", aspect_ratio="21:9"))
+        assert "2:3" in errors["input.aspect_ratio"]
+
+    @pytest.mark.parametrize("field", ["camera_control", "aspect_ratio"])
+    def test_image_to_video_takes_no_camera_control_or_aspect_ratio(self, api, make_client, field):
+        value = {"type": "down_back"} if field == "camera_control" else "16:9"
+        errors = fields_in(post(api, make_client(), "kling-image2video", image="https://a.example/f.png",
+                                **{field: value}))
+        assert "not supported" in errors[f"input.{field}"]
+
+    @pytest.mark.parametrize(("model", "field"), [("kling-image2video", "image"), ("kling-image2video", "image_tail"),
+                                                  ("kling-image", "image")])
+    def test_images_are_jpg_or_png_only(self, api, make_client, model, field):
+        client = make_client()
+        webp = io.BytesIO()
+        Image.new("RGB", (320, 320)).save(webp, format="WEBP")
+        made = api.post("/v1/uploads", files={"file": ("f.webp", webp.getvalue(), "image/webp")},
+                        headers=client.headers)
+        fields = {"prompt": "p", "image": "https://a.example/f.png", field: made.json()["id"]}
+        errors = fields_in(post(api, client, model, **fields))
+        assert "JPG/JPEG or PNG" in errors[f"input.{field}"]
+        by_suffix = fields_in(post(api, client, model, **(fields | {field: "https://a.example/f.webp"})))
+        assert "JPG/JPEG or PNG" in by_suffix[f"input.{field}"]
 
     def test_simple_camera_move_needs_exactly_one_axis(self, api, make_client):
         errors = fields_in(post(api, make_client(), "kling-text2video", prompt="p", camera_control={

@@ -102,18 +102,27 @@ class TestCharacter:
 STORYBOARD = "Shot 1:\nduration: 7.5sec\nScene: a cat wakes up\n\nShot 2:\nduration: 7.5sec\nScene: the cat stretches"
 
 
+def warnings_for(model: str, **fields: Any) -> list[tuple[str, str, str]]:
+    job_input = validate(model, **fields)
+    return [(w.field, w.code, w.message) for w in ADAPTER.input_warnings(spec(model), job_input)]
+
+
 class TestStoryboard:
     def test_valid_storyboard(self):
         assert validate("sora-2-all", prompt=STORYBOARD, seconds=15)["prompt"] == STORYBOARD
+        assert warnings_for("sora-2-all", prompt=STORYBOARD, seconds=15) == []
 
-    def test_durations_must_add_up_to_seconds(self):
-        problem = refused("input.prompt", "add up to 15", "seconds is 10", model="sora-2-all", prompt=STORYBOARD,
-                          seconds=10)
-        assert "7.5 + 7.5" in problem.detail
+    def test_durations_that_do_not_add_up_are_accepted_with_a_warning(self):
+        assert validate("sora-2-all", prompt=STORYBOARD, seconds=10)["seconds"] == "10"
+        [(field, code, message)] = warnings_for("sora-2-all", prompt=STORYBOARD, seconds=10)
+        assert (field, code) == ("prompt", "storyboard_duration_mismatch")
+        assert "add up to 15 s (7.5 + 7.5) but seconds is 10" in message
 
-    def test_shots_numbered_from_one(self):
+    def test_shots_numbered_otherwise_are_accepted_with_a_warning(self):
         prompt = STORYBOARD.replace("Shot 2:", "Shot 3:")
-        refused("input.prompt", "shot 2", "expected shot 2", model="sora-2-all", prompt=prompt, seconds=15)
+        assert validate("sora-2-all", prompt=prompt, seconds=15)
+        [(_field, code, message)] = warnings_for("sora-2-all", prompt=prompt, seconds=15)
+        assert code == "storyboard_numbering" and "expected Shot 2" in message
 
     def test_missing_duration_names_the_shot(self):
         prompt = "Shot 1:\nduration: 10sec\nScene: a\n\nShot 2:\nScene: b"
@@ -127,10 +136,43 @@ class TestStoryboard:
         prompt = "Shot 1:\nduration: 5sec\nScene: a\n\nShot 2:\nduration: 5sec\n"
         refused("input.prompt", "shot 2", "scene", model="sora-2-all", prompt=prompt, seconds=10)
 
-    def test_storyboard_on_official_model_uses_its_seconds(self):
-        prompt = "Shot 1:\nduration: 2sec\nScene: a\n\nShot 2:\nduration: 2sec\nScene: b"
-        assert validate(prompt=prompt, seconds=4)["seconds"] == "4"
-        refused("input.prompt", "add up to 4", prompt=prompt, seconds=8)
+    def test_an_official_model_takes_any_prompt(self):
+        """No storyboard format is documented for the official models: a prompt is a prompt."""
+        prompt = "Shot 1:\nduration: ten seconds\nScene: a\n\nShot 2:\nScene: b"
+        assert validate(prompt=prompt, seconds=4)["prompt"] == prompt
+        assert warnings_for("sora-2", prompt=STORYBOARD, seconds=4) == []
+
+    def test_the_warning_lands_on_the_jobs_timeline(self, api, make_client):
+        client = make_client()
+        created = api.post("/v1/jobs", json={"model": "sora-2-all", "input": {"prompt": STORYBOARD, "seconds": 10}},
+                           headers=client.headers)
+        assert created.status_code == 202, created.text
+        events = api.get(f"/v1/jobs/{created.json()['id']}/events", headers=client.headers).json()["data"]
+        [warning] = [e for e in events if e["type"] == "input_warning"]
+        assert warning["data"] == {"field": "input.prompt", "code": "storyboard_duration_mismatch"}
+        assert "add up to 15" in warning["message"]
+
+
+class TestAllFormatResult:
+    FINISHED = {"id": "video_1", "object": "video", "status": "completed", "progress": 100}
+
+    def test_the_download_url_is_used_when_the_answer_has_one(self):
+        body = self.FINISHED | {"video_url": "https://filesystem.site/cdn/x.mp4"}
+        result = ADAPTER.parse_poll(spec("sora-2-pro-all"), "video_1", body)
+        assert [(o.name, o.url) for o in result.outputs] == [("video", "https://filesystem.site/cdn/x.mp4")]
+
+    def test_otherwise_the_content_route_without_variants(self):
+        result = ADAPTER.parse_poll(spec("sora-2-all"), "video_1", self.FINISHED)
+        assert [(o.name, o.request.path) for o in result.outputs] == [("video", "/v1/videos/video_1/content")]
+
+    def test_official_models_read_content_and_its_variants(self):
+        body = self.FINISHED | {"video_url": "https://filesystem.site/cdn/x.mp4"}
+        outputs = ADAPTER.parse_poll(spec("sora-2"), "video_1", body).outputs
+        assert [o.name for o in outputs] == ["video", "thumbnail", "spritesheet"] and outputs[0].url is None
+
+    def test_no_remix_for_the_all_format(self):
+        refused("input.remix_of", "official", model="sora-2-all", ctx=with_job(model="sora-2-all"), prompt="y",
+                remix_of="job_parent")
 
 
 class TestRemixInput:

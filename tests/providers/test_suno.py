@@ -25,6 +25,7 @@ BATCH = {"code": "success", "message": "", "data": [{
 }]}
 # The submit answer of the same gateway family (third-party docs): the task id in `data`.
 SUBMITTED = {"code": "success", "data": "a1b2c3", "message": ""}
+# The documented bodies and answers themselves are tests/contracts/suno/*.json.
 
 
 def clip(number: int) -> dict[str, Any]:
@@ -64,13 +65,21 @@ class TestCreateContract:
         body = ADAPTER.build_create(spec("suno-v4.5"), job_input, [], None).json
         assert body == {"mv": "chirp-auk", **raw, "make_instrumental": False}
 
-    def test_continuation_of_a_parent_clip_resolves_its_upstream_id(self):
+    def test_continuation_of_a_generated_clip_sends_its_task_id_and_no_upload_extend(self):
+        parent = parent_with_clips()
         raw = {"parent_job_id": "job_song", "continue_clip": 2, "continue_at": 62.5, "prompt": "[Bridge] more"}
-        job_input = ADAPTER.validate(spec("suno-v4"), raw, context(parent_with_clips()))
+        job_input = ADAPTER.validate(spec("suno-v4"), raw, context(parent))
         assert job_input["mode"] == "continuation" and job_input["continue_clip_id"] == "clip-2"
+        body = ADAPTER.build_create(spec("suno-v4"), job_input, [], parent).json
+        assert body == {"mv": "chirp-v4", "prompt": "[Bridge] more", "task_id": "a1b2c3",
+                        "continue_clip_id": "clip-2", "continue_at": 62.5}
+
+    def test_continuation_of_uploaded_audio_is_upload_extend_without_a_task_id(self):
+        raw = {"continue_clip_id": "uploaded-clip", "continue_at": 12, "prompt": "[Verse] on"}
+        job_input = ADAPTER.validate(spec("suno-v4"), raw, no_records())
         body = ADAPTER.build_create(spec("suno-v4"), job_input, [], None).json
-        assert body == {"mv": "chirp-v4", "prompt": "[Bridge] more", "continue_clip_id": "clip-2",
-                        "continue_at": 62.5, "task": "upload_extend"}
+        assert body == {"mv": "chirp-v4", "prompt": "[Verse] on", "continue_clip_id": "uploaded-clip",
+                        "continue_at": 12, "task": "upload_extend"}
 
     def test_lyrics_body(self):
         request = ADAPTER.build_create(spec("suno-lyrics"), {"prompt": "a shanty"}, [], None)
@@ -191,7 +200,8 @@ class TestEndToEnd:
         parent_task = emulator.http.get(f"/suno/fetch/{song['upstream']['id']}",
                                         headers={"Authorization": f"Bearer {emulator.api_key}"}).json()["data"]
         assert task["params"]["continue_clip_id"] == parent_task["data"][1]["id"]
-        assert task["params"]["continue_at"] == 60
+        assert (task["params"]["task_id"], task["params"]["continue_at"], task["params"]["task"]) == (
+            song["upstream"]["id"], 60, None)
 
     def test_music_and_lyrics_in_flight_are_batched_by_action(self, http, make_client, emulator):
         emulator.configure(job_seconds=3)

@@ -62,6 +62,13 @@ class TestPollContract:
         [video] = result.outputs
         assert (video.name, video.url, video.request) == ("video", "https://cdn.example.com/v/a.mp4", None)
 
+    def test_completed_reads_metadata_url_first(self):
+        """Where gateways of the same lineage put the result (CometAPI documents no completed shape)."""
+        body = retrieve(status="completed", progress=100, metadata={"url": "https://filesystem.site/cdn/a.mp4"},
+                        video_url="https://cdn.example.com/v/other.mp4")
+        [video] = ADAPTER.parse_poll(spec("veo3"), "task_pa9C3tVnGxYw", body).outputs
+        assert video.url == "https://filesystem.site/cdn/a.mp4"
+
     def test_completed_without_a_url_falls_back_to_the_content_route(self):
         result = ADAPTER.parse_poll(spec("veo3"), "task_pa9C3tVnGxYw", retrieve(status="completed", progress=100))
         [video] = result.outputs
@@ -128,6 +135,8 @@ class TestEndToEnd:
         task = task_with(emulator, "veo", "a kite over dunes")
         assert task["params"]["reference_bytes"] == [len(first), len(last)]
         assert emulator.stats()["per_model"]["veo3-pro"]["downloads"] == 1
+        assert http.get(artifact["url"], headers=client.headers).content == emulator.download(
+            f"/_emulator/files/veo/{task['id']}.mp4")
 
     def test_upstream_failure_is_failed_with_the_upstream_reason(self, http, make_client, emulator):
         client = make_client()
