@@ -28,6 +28,7 @@ test-fast: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json

@@ -62,6 +62,14 @@ class RequestContext:
                          duration_ms=round(elapsed * 1000, 1))
 
 
+class Gateway(FastAPI):
+    """FastAPI with our additions to the generated spec (per-family input schemas,
+    problem+json error bodies)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return _openapi(self)
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
@@ -119,7 +127,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     from app.providers.endpoints import router as models_router
     from app.webhooks.endpoints import router as webhooks_router
 
-    app = FastAPI(
+    app = Gateway(
         title="cometjobs",
         version="0.1.0",
         description="Durable jobs for CometAPI's asynchronous generation models: submit, poll, store, "
@@ -131,5 +139,4 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.add_middleware(RequestContext)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -282,13 +282,19 @@ def smoke(live: bool, chosen: tuple[str, ...], timeout: float, emulator: bool) -
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer")
 @click.option("--download-rate", default=0.0, show_default=True, help="Download bytes/s (0: unlimited)")
 @click.option("--api-key", default=None, help="Require this bearer key")
-def emulator(host: str, port: int, **switches: object) -> None:
+def emulator(
+    host: str, port: int, job_seconds: float, content_bytes: int, error_rate: float, throttle_rate: float,
+    retry_after: float, latency: float, download_rate: float, api_key: str | None,
+) -> None:
     import uvicorn
 
     from emulator.app import create_app
     from emulator.state import Config
 
-    config = Config(**{k: v for k, v in switches.items()})  # type: ignore[arg-type]
+    config = Config(
+        job_seconds=job_seconds, content_bytes=content_bytes, error_rate=error_rate, throttle_rate=throttle_rate,
+        retry_after=retry_after, latency=latency, download_rate=download_rate, api_key=api_key,
+    )
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -155,7 +155,8 @@ def _all_done(job_ids: Any) -> bool:
     from app.jobs.states import TERMINAL, JobStatus
 
     with session_scope() as session:
-        return all(JobStatus(repository.get(session, job_id).status) in TERMINAL for job_id in job_ids)
+        jobs = [repository.get(session, job_id) for job_id in job_ids]
+        return all(job is not None and JobStatus(job.status) in TERMINAL for job in jobs)
 
 
 def _row(family: str, job_id: str) -> Row:
@@ -165,6 +166,7 @@ def _row(family: str, job_id: str) -> Row:
 
     with session_scope() as session:
         job = repository.get(session, job_id)
+        assert job is not None  # made by this run
         stored = artifacts.for_jobs(session, [job_id])[job_id]
         events = list(repository.events_for(session, job_id, None, 1000))
     request_ids = [e.data.get("request_id") for e in events if e.type == "upstream_error" and e.data.get("request_id")]

@@ -69,7 +69,8 @@ async def json_body(request: Request) -> Any:
 
 
 def get_state(request: Request) -> State:
-    return request.app.state.emulator
+    state: State = request.app.state.emulator
+    return state
 
 
 async def stream_content(

@@ -33,6 +33,6 @@ def _tolerant(name: str, original: Any) -> Any:
             log.warning("kombu %s skipped on a torn-down Redis connection: %s", name, exc)
             return None
 
-    method._cometjobs_patched = True  # type: ignore[attr-defined]
+    setattr(method, "_cometjobs_patched", True)  # noqa: B010 - marks the wrapper for idempotent patching
     method.__name__ = name
     return method

@@ -8,7 +8,7 @@ import asyncio
 import contextvars
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -46,8 +46,7 @@ def loop_resource(name: str, factory: Callable[[], C]) -> C:
     if held is None or held[0] != os.getpid():
         held = (os.getpid(), factory())
         _resources[name] = held
-    resource: C = held[1]  # type: ignore[assignment]
-    return resource
+    return cast(C, held[1])
 
 
 async def close_resources() -> None:

@@ -85,9 +85,13 @@ def _linked_uploads(pairs: list[tuple[str, str]], client_id: str, settings: Sett
             raise InputUnavailable(f"{field}: upload {ref} no longer exists")
         key = upload.storage_key
         files.append(InputFile(field, upload.filename, upload.content_type,
-                               lambda k=key: io.BytesIO(b"".join(get_storage().read(k))),
+                               partial(_read_upload, key),
                                url=links.signed_url(upload.id, utcnow(), settings)))
     return files
+
+
+def _read_upload(key: str) -> io.BytesIO:
+    return io.BytesIO(b"".join(get_storage().read(key)))
 
 
 def _fetch_reference(url: str, settings: Settings) -> tuple[bytes, str]:

@@ -274,7 +274,8 @@ class Upstream(Protocol):
 
 
 class StreamedBody(Protocol):
-    headers: Mapping[str, str]
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def iter_bytes(self, chunk_size: int | None = None) -> Iterator[bytes]: ...
 

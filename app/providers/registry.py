@@ -125,7 +125,8 @@ def catalog() -> dict[str, ModelSpec]:
 @lru_cache
 def adapter_for_family(family: str) -> Adapter:
     module = importlib.import_module(f"app.providers.{family}")
-    return module.ADAPTER
+    adapter: Adapter = module.ADAPTER
+    return adapter
 
 
 def get_model(model_id: str) -> ModelSpec:

@@ -203,15 +203,16 @@ class SoraAdapter(Adapter):
             if data.character_url is not None:
                 problems.url("character_url", data.character_url)
             if data.character_timestamps is not None:
-                problem = _timestamps_error(data.character_timestamps)
-                if problem:
-                    problems.add("character_timestamps", problem, "invalid_range")
+                timestamps_problem = _timestamps_error(data.character_timestamps)
+                if timestamps_problem:
+                    problems.add("character_timestamps", timestamps_problem, "invalid_range")
 
         job_input["seconds"] = seconds
         job_input["size"] = size
 
     @staticmethod
     def _check_remix(spec: ModelSpec, data: SoraInput, ctx: ValidationContext, problems: Problems) -> None:
+        assert data.remix_of is not None
         for name in ("seconds", "size", "input_reference", *ALL_FORMAT_ONLY):
             if getattr(data, name) is not None:
                 problems.add(name, "a remix takes only a prompt; the clip keeps its source's settings",

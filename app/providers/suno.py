@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,8 +95,8 @@ def _clips(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _task(body: Any) -> Mapping[str, Any]:
     """The task object, from a single fetch (`{code, data: task}`), a batch entry or a stored payload."""
     if isinstance(body, Mapping) and "task_id" not in body and isinstance(body.get("data"), Mapping):
-        return body["data"]
-    return body
+        return cast(Mapping[str, Any], body["data"])
+    return cast(Mapping[str, Any], body)
 
 
 class SunoAdapter(Adapter):

@@ -16,6 +16,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -99,7 +100,7 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def _addresses(infos: list[tuple]) -> list[IPAddress]:  # type: ignore[type-arg]
+def _addresses(infos: list[tuple[Any, ...]]) -> list[IPAddress]:
     seen: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
