@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from app.core.numbers import StrictInt
 from app.jobs.schemas import EVENT_TYPES
 
 
@@ -26,7 +27,7 @@ class ClientUpdate(BaseModel):
     disabled_webhook_urls: list[str] | None = Field(
         None, description="Remove a URL from this list to send to it again (e.g. `[]` re-enables all)"
     )
-    retention_days: int | None = Field(None, ge=1, le=3650)
+    retention_days: StrictInt | None = Field(None, ge=1, le=3650)
 
 
 class SecretRotation(BaseModel):

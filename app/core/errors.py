@@ -9,7 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +34,9 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        None, description="On a 500: the request's X-Request-ID, which names it in our logs"
+    )
 
 
 class AppError(Exception):
@@ -81,6 +84,10 @@ class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict with the resource's current state"
 
 
+class RequestTimeout(AppError):
+    status, code, title = 408, "request_timeout", "The request body did not arrive in time"
+
+
 class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 
@@ -98,6 +105,7 @@ def problem_response(
     instance: str | None = None,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=f"/problems/{code}",
@@ -107,12 +115,19 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=errors,
+        request_id=request_id,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
+    )
+
+
+def error_response(exc: AppError, instance: str | None = None) -> JSONResponse:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, instance=instance, errors=exc.errors, headers=exc.headers,
     )
 
 
@@ -136,10 +151,7 @@ def validation_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return problem_response(
-            exc.status, exc.code, exc.title, exc.detail,
-            instance=request.url.path, errors=exc.errors, headers=exc.headers,
-        )
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,7 +164,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                 413: "payload_too_large"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         return problem_response(
             exc.status_code, code, str(exc.detail), instance=request.url.path,
@@ -184,12 +197,16 @@ def install_error_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json errors."""
     descriptions = {
+        400: "A value that cannot be stored (`unstorable_input`: NUL, lone surrogate, NaN/Infinity, "
+        "nesting deeper than 32) or a body that is not JSON (`malformed_json`)",
         401: "Missing or invalid API key",
         403: "The API key may not do that",
         404: "No such resource for this client",
         409: "Conflict with the current state",
+        408: "The request body stalled longer than COMETJOBS_BODY_TIMEOUT between chunks",
         410: "Gone: the resource was deleted",
-        413: "Payload too large",
+        413: "The body is over its cap (COMETJOBS_MAX_JSON_BYTES, or COMETJOBS_MAX_UPLOAD_BYTES for uploads)",
+        415: "The body's Content-Type is not the one this operation reads",
         422: "Validation failed; `errors` lists each bad field",
         503: "A dependency (database, broker) is unavailable",
     }

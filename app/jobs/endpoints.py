@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
+from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep
 from app.core.errors import ValidationFailed, problem_responses
 from app.jobs import repository as repo
@@ -12,7 +13,7 @@ from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobO
 from app.jobs.states import JobStatus
 from app.jobs.views import load_many, load_out
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 
 
 @router.post(
@@ -28,7 +29,10 @@ def create_job(
     session: SessionDep,
     client: ClientDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=255,
+        description="Same key and same body: the same job again. 1-255 characters.",
+    )] = None,
 ) -> JobOut:
     accepted = service.create(session, client, body, idempotency_key)
     # The answer is built inside the transaction and the commit is the last database call:
@@ -100,7 +104,7 @@ def list_events(
     job_id: str,
     session: SessionDep,
     client: ClientDep,
-    after: int | None = Query(None, description="Only events with a larger id"),
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Only events with a larger id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> JobEventList:
     service.get_owned(session, client, job_id)

@@ -5,11 +5,12 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep
 from app.core.errors import problem_responses
 from app.providers.registry import adapter_for, catalog
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=CheckedRoute)
 
 
 class ModelOut(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -65,8 +66,8 @@ class RunwayInput(BaseModel):
     )
     video: str | None = Field(None, description="Source video (video to video, upscale): an https URL.")
     ratio: str | None = Field(None, description="Output resolution as `W:H` pixels, e.g. `1280:720`.")
-    duration: int | None = Field(None, description="Seconds, e.g. 5 or 10.")
-    seed: int | None = Field(None, ge=0, le=4294967295)
+    duration: StrictInt | None = Field(None, description="Seconds, e.g. 5 or 10.")
+    seed: StrictInt | None = Field(None, ge=0, le=4294967295)
     references: list[str] | None = Field(
         None, max_length=3, description="Style reference images (video to video): upload ids or https URLs."
     )
