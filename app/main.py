@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics, queue
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
+from app.core.limits import BodyLimits
 from app.core.logging import configure_logging, safe_traceback
 from app.core.settings import get_settings
 
@@ -159,6 +160,10 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
                metrics_router)
     for router in routers:
         app.include_router(router)
+    app.add_middleware(
+        BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
+        body_timeout=settings.body_timeout.total_seconds(),
+    )
     app.add_middleware(RequestContext)  # outermost: added last
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

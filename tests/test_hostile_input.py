@@ -169,9 +169,12 @@ class TestDeclaredIntegers:
         assert response.json()["errors"][0]["field"] == f"input.{field}"
 
     def test_client_settings_take_integers_only(self, api, caller):
-        assert api.patch("/v1/client", json={"retention_days": True}, headers=caller.headers).status_code == 422
-        response = api.post("/v1/client/webhook-secret/rotate", json={"grace_seconds": True}, headers=caller.headers)
-        assert response.status_code == 422
+        for days in (True, 0, 3651, 2**64):
+            assert api.patch("/v1/client", json={"retention_days": days}, headers=caller.headers).status_code == 422
+        for grace in (True, "60", 7 * 86400 + 1):
+            response = api.post("/v1/client/webhook-secret/rotate", json={"grace_seconds": grace},
+                                headers=caller.headers)
+            assert response.status_code == 422, grace
 
 
 class TestWebhookHosts:
@@ -344,10 +347,12 @@ class TestInternalErrors:
 
 @pytest.fixture
 def served(broken_app):
-    """The app behind a real uvicorn socket, in this process."""
+    """The app behind a real uvicorn socket (the protocol `cometjobs api` uses), in this process."""
+    from cometjobs.server import GuardedHttpToolsProtocol
+
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(
-        broken_app, host="127.0.0.1", port=port, http="httptools", log_config=None,
+        broken_app, host="127.0.0.1", port=port, http=GuardedHttpToolsProtocol, log_config=None,
         lifespan="off", access_log=False,
     ))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.core.numbers import StrictInt
+
 
 class WebhookStateOut(BaseModel):
     state: Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled"]
@@ -39,20 +41,23 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
-    attempt_log: list[AttemptOut]
+    attempt_log: list[AttemptOut] = Field(description="The latest attempts (at most 20; `attempts` counts them all)")
 
 
 class DeliveryList(BaseModel):
     data: list[DeliveryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one")
 
 
 class BulkRedeliver(BaseModel):
     start: datetime = Field(description="Dead deliveries created at or after this instant")
     end: datetime = Field(description="... and before this one")
-    client_id: str | None = None
+    client_id: str | None = Field(None, max_length=64)
+    limit: StrictInt = Field(1000, ge=1, le=10000, description="At most this many, oldest first")
 
 
 class BulkRedeliverResult(BaseModel):
     redelivered: int
     ids: list[str]
     skipped: list[str] = Field(description="Dead deliveries left alone because their URL is disabled (410)")
+    more: bool = Field(False, description="More dead deliveries are in the range: call again for the next batch")
