@@ -45,7 +45,7 @@ def describe_models() -> list[ModelOut]:
     response_model=ModelList,
     operation_id="listModels",
     summary="Every model: family, kind, input schema, constraints and a valid example input",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 503),
 )
 def list_models(_client: ClientDep) -> ModelList:
     return ModelList(data=describe_models())
