@@ -157,6 +157,14 @@ class TestPathQueryAndHeaders:
         assert job_count(api, caller) == 0
 
 
+class TestMethods:
+    def test_a_405_lists_every_method_the_path_takes(self, api, caller):
+        response = api.request("OPTIONS", "/v1/client", headers=caller.headers)
+        assert response.status_code == 405
+        assert response.headers["content-type"] == "application/problem+json"
+        assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "PATCH"}
+
+
 class TestDeclaredIntegers:
     @pytest.mark.parametrize(("model", "field", "value"), [
         ("flux-dev", "steps", True), ("flux-dev", "seed", "7"), ("flux-dev", "seed", 2**64),
@@ -175,6 +183,15 @@ class TestDeclaredIntegers:
             response = api.post("/v1/client/webhook-secret/rotate", json={"grace_seconds": grace},
                                 headers=caller.headers)
             assert response.status_code == 422, grace
+
+
+class TestDeclaredDateTimes:
+    def test_a_number_is_not_a_date_time(self, api, make_client):
+        admin = make_client("ops", is_admin=True)
+        body = {"start": 0, "end": "2026-01-02T00:00:00Z"}
+        response = api.post("/v1/admin/webhooks/redeliver", json=body, headers=admin.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "start"
 
 
 class TestWebhookHosts:

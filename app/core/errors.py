@@ -3,6 +3,7 @@ rendered as RFC 9457 problem+json by one set of handlers."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -148,6 +149,21 @@ def validation_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
     return out
 
 
+def _allowed_methods(request: Request, offered: str | None) -> str:
+    """Every method the path takes. Starlette names only the methods of the first route
+    that matched the path, and a path can be served by two (GET and PATCH /v1/client): the
+    contract has them all. Only 405s pay for this."""
+    methods = {m.strip() for m in (offered or "").split(",") if m.strip()}
+    path = request.url.path
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]+\}", template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -167,10 +183,10 @@ def install_error_handlers(app: FastAPI) -> None:
         codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                  413: "payload_too_large"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
-        return problem_response(
-            exc.status_code, code, str(exc.detail), instance=request.url.path,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request, (headers or {}).get("Allow"))}
+        return problem_response(exc.status_code, code, str(exc.detail), instance=request.url.path, headers=headers)
 
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep
-from app.core.errors import ValidationFailed, problem_responses
+from app.core.errors import problem_responses
 from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
@@ -56,12 +56,12 @@ def list_jobs(
     session: SessionDep,
     client: ClientDep,
     status: JobStatus | None = None,
-    model: str | None = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = Query(None, description="`next_cursor` from the previous page"),
+    cursor: Annotated[str | None, Query(
+        max_length=64, pattern=r"^job_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
+    )] = None,
 ) -> JobList:
-    if cursor is not None and not cursor.startswith("job_"):
-        raise ValidationFailed.field("cursor", "not a cursor returned by this endpoint", "invalid_cursor")
     jobs = repo.list_for_client(
         session, client.id, status=status.value if status else None, model=model, limit=limit + 1, before_id=cursor
     )

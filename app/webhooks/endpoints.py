@@ -47,7 +47,9 @@ def list_deliveries(
     session: SessionDep,
     client: ClientDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: str | None = Query(None, max_length=64, description="`next_cursor` from the previous page"),
+    cursor: Annotated[str | None, Query(
+        max_length=64, pattern=r"^msg_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
+    )] = None,
 ) -> DeliveryList:
     jobs.get_owned(session, client, job_id)
     after_seq = None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from app.core.numbers import StrictInt
 
@@ -49,11 +49,20 @@ class DeliveryList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one")
 
 
+def _date_time_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")  # not a Unix time, as pydantic would take
+    return value
+
+
+DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
+
+
 class BulkRedeliver(BaseModel):
-    start: datetime = Field(description="Dead deliveries created at or after this instant")
-    end: datetime = Field(description="... and before this one")
+    start: DateTimeText = Field(description="Dead deliveries created at or after this instant")
+    end: DateTimeText = Field(description="... and before this one")
     client_id: str | None = Field(None, max_length=64)
-    limit: StrictInt = Field(1000, ge=1, le=10000, description="At most this many, oldest first")
+    limit: StrictInt = Field(1000, ge=1, le=10_000, description="At most this many, oldest first")
 
 
 class BulkRedeliverResult(BaseModel):
