@@ -53,6 +53,9 @@ class TestUnstorableBody:
         ('{"n": Infinity}', "body.metadata.n", "non_finite_number"),
         ('{"n": -Infinity}', "body.metadata.n", "non_finite_number"),
         ('{"n": 1e400}', "body.metadata.n", "non_finite_number"),
+        ('{"n": 2E308}', "body.metadata.n", "non_finite_number"),
+        ('{"n": 1' + "0" * 400 + '.5}', "body.metadata.n", "non_finite_number"),
+        (r'{"note": "\uDBFF"}', "body.metadata.note", "lone_surrogate"),
         ('{"list": [1, 2, [3, -1e999]]}', "body.metadata.list.2.1", "non_finite_number"),
         ('{"deep": ' + "[" * 40 + "]" * 40 + "}", "body.metadata.deep." + ".".join(["0"] * 30), "too_deep"),
     ])
