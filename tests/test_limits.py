@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -246,32 +245,32 @@ def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 class TestSlowClients:
     def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(self, strict_api):
-        started = time.monotonic()
         with connect(strict_api) as sock:
             status, headers, body = parse(read_all(sock))
         assert status == 408
+        assert headers["connection"] == "close"
         assert json.loads(body)["code"] == "request_timeout"
-        assert time.monotonic() - started >= TIMEOUT * 0.9
 
     def test_headers_trickled_a_byte_at_a_time_are_cut_off(self, strict_api):
         trickle = iter(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 10_000)
-        started = time.monotonic()
+        answer = bytearray()
         with connect(strict_api) as sock:
             sock.settimeout(0.2)
 
             def cut_off() -> bool:
                 try:
                     sock.sendall(bytes([next(trickle)]))
-                    sock.recv(65536)  # the 408, or b"" for the close: either way the trickle is over
-                    return True
+                    answer.extend(sock.recv(65536))
+                    return True  # an answer, or b"" for the close: the trickle is over
                 except TimeoutError:
                     return False  # still open: the next byte
-                except OSError:
-                    return True  # reset by the server
 
             wait_for(cut_off, timeout=DEADLINE, interval=0, message="the server to cut the trickle off")
-        # Each byte was answered within 0.2 s of silence, so only the header timeout can have ended it.
-        assert time.monotonic() - started >= TIMEOUT * 0.9
+            sock.settimeout(DEADLINE)
+            answer.extend(read_all(sock))
+        status, _, body = parse(bytes(answer))
+        assert status == 408  # a byte every 0.2 s kept it busy; only the header timeout ends it
+        assert json.loads(body)["code"] == "request_timeout"
 
     def test_a_stalled_body_is_a_408_problem_and_the_connection_closes(self, strict_api, make_client):
         caller = make_client()
