@@ -1,5 +1,5 @@
 """How `cometjobs api` serves HTTP: uvicorn's httptools protocol, plus the two bounds it
-leaves open. A connection whose request line and headers are not complete within
+leaves open, and problem+json for what it refuses itself. A connection whose request line and headers are not complete within
 HEADER_TIMEOUT of its first byte (or of being opened) gets a 408 and is closed: uvicorn
 times out idle keep-alive connections, not one that trickles its headers a byte at a
 time (slowloris). And httptools buffers headers of any size, so past MAX_HEADER_BYTES
@@ -69,14 +69,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        # A callback's exception reaches uvicorn as a parser error, which it answers with a 400.
-        if not self._too_large:
-            super().send_400_response(msg)
-            return
+        """What httptools cannot parse (a NUL in a header, a bad request line), as problem+json
+        like every other answer; and the 431, which reaches uvicorn as a parser error raised by
+        `_count`."""
         self._disarm()
-        self.transport.write(_raw_problem(
-            431, "Request Header Fields Too Large", "headers_too_large",
-            f"the request line and headers passed {MAX_HEADER_BYTES} bytes"))
+        if self._too_large:
+            answer = _raw_problem(431, "Request Header Fields Too Large", "headers_too_large",
+                                  f"the request line and headers passed {MAX_HEADER_BYTES} bytes")
+        else:
+            answer = _raw_problem(400, "Bad Request", "bad_request", "the request is not valid HTTP/1.1")
+        self.transport.write(answer)
         self.transport.close()
 
     def _count(self, size: int) -> None:

@@ -291,6 +291,19 @@ class TestSlowClients:
         assert status == 431
         assert json.loads(body)["code"] == "headers_too_large"
 
+    @pytest.mark.parametrize("request_bytes", [
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Nul: a\x00b\r\n\r\n",
+        b"GET /heal thz HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /v1/jobs HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    ])
+    def test_what_the_parser_refuses_is_a_400_problem(self, strict_api, request_bytes):
+        with connect(strict_api) as sock:
+            sock.sendall(request_bytes)
+            status, headers, body = parse(read_all(sock))
+        assert status == 400
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["code"] == "bad_request"
+
     def test_a_prompt_client_is_served_on_a_kept_alive_connection(self, strict_api):
         with connect(strict_api) as sock:
             for _ in range(2):
