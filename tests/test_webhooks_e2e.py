@@ -175,7 +175,7 @@ class TestBulkRedeliver:
             response = http.post("/v1/admin/webhooks/redeliver", json=body, headers=ops.headers)
             assert response.status_code == 200, response.text
             [delivery] = deliveries(http, second, jobs["second"]["id"])
-            assert response.json() == {"redelivered": 1, "ids": [delivery["id"]], "skipped": []}
+            assert response.json() == {"redelivered": 1, "ids": [delivery["id"]], "skipped": [], "more": False}
             back.wait_for_job(jobs["second"]["id"])
             wait_delivery(http, second, jobs["second"]["id"], "job.succeeded", "delivered")
         finally:

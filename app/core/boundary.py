@@ -60,8 +60,8 @@ def _string_problem(text: str) -> tuple[str, str] | None:
 
 
 def _storable(value: Any) -> bool:
-    """The fast pass, run on every body: no locations, no allocations per node."""
-    # Iterative, so a deep document is reported, not a RecursionError.
+    """Whether there is anything to refuse at all: no locations built, nothing allocated
+    per node. Iterative, so a deep document is refused, not a RecursionError."""
     stack = [(value, 0)]
     while stack:
         node, depth = stack.pop()
