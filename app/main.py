@@ -11,11 +11,13 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics, queue
-from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
-from app.core.logging import configure_logging
+from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
+from app.core.limits import BodyLimits
+from app.core.logging import configure_logging, safe_traceback
 from app.core.settings import get_settings
 
 log = structlog.get_logger("cometjobs.api")
@@ -24,7 +26,10 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
 
 
 class RequestContext:
-    """Request id, access log and HTTP metrics, labelled by route template."""
+    """Request id, access log and HTTP metrics, labelled by route template; and the last
+    word on any error nothing else handled: a problem+json 500 carrying the request id,
+    logged once. It is not re-raised: Starlette's ServerErrorMiddleware would answer
+    again and re-raise, and uvicorn would then drop the keep-alive connection."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,7 +44,7 @@ class RequestContext:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status = [500]
+        status = [0]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -50,16 +55,41 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            await self._internal_error(exc, scope, receive, send_with_id, request_id, answered=bool(status[0]))
+            if isinstance(exc, ClientDisconnect) and not status[0]:
+                status[0] = 499  # as nginx counts them: not a server error
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
             method = scope.get("method", "GET")
+            status[0] = status[0] or 500
             metrics.HTTP_REQUESTS.labels(route=template, method=method, status=str(status[0])).inc()
             metrics.HTTP_LATENCY.labels(route=template, method=method).observe(elapsed)
             if template not in ("/metrics", "/healthz"):
                 log.info("http_request", method=method, route=template, status=status[0],
                          duration_ms=round(elapsed * 1000, 1))
+
+    @staticmethod
+    async def _internal_error(
+        exc: Exception, scope: Scope, receive: Receive, send: Send, request_id: str, *, answered: bool
+    ) -> None:
+        if isinstance(exc, ClientDisconnect):
+            return  # nobody is left to answer
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        # The message of an exception may quote the request (a psycopg DETAIL line, a
+        # value): the log gets the types and the stack only.
+        log.error("internal_error", method=scope.get("method"), route=route, error=type(exc).__name__,
+                  exception=safe_traceback(exc))
+        if answered:
+            return  # the answer is half sent; returning unfinished makes uvicorn close the connection
+        response = problem_response(
+            500, "internal_error", "Internal server error",
+            f"an unexpected error; quote request id {request_id} when reporting it",
+            instance=scope.get("path"), request_id=request_id,
+        )
+        await response(scope, receive, send)
 
 
 class Gateway(FastAPI):
@@ -138,5 +168,9 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
                metrics_router)
     for router in routers:
         app.include_router(router)
-    app.add_middleware(RequestContext)
+    app.add_middleware(
+        BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
+        body_timeout=settings.body_timeout.total_seconds(),
+    )
+    app.add_middleware(RequestContext)  # outermost: added last
     return app

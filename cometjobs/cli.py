@@ -31,15 +31,11 @@ def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: f
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes")
 def api(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
     from app.health.exporter import reset_multiprocess_dir
+    from cometjobs.server import run_api
 
     reset_multiprocess_dir()  # only when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers)
-    uvicorn.run(
-        "app.main:create_app", factory=True, host=host, port=port, workers=workers,
-        log_config=None, access_log=False, proxy_headers=True,
-    )
+    run_api(host, port, workers)
 
 
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}

@@ -49,10 +49,12 @@ class TestCreate:
         assert job["upstream"] == {"id": None, "status": None}
         assert api.get(response.headers["location"], headers=caller.headers).json()["id"] == job["id"]
 
-    def test_malformed_json_is_422_problem(self, api, caller):
+    def test_malformed_json_is_400_problem_saying_where(self, api, caller):
         response = api.post("/v1/jobs", content=b"{not json", headers={**caller.headers, "content-type": "application/json"})
-        assert response.status_code == 422
+        assert response.status_code == 400
         assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "malformed_json"
+        assert response.json()["detail"].startswith("line 1, column 2: ")
 
     def test_client_webhook_url_is_the_default(self, api, make_client):
         caller = make_client(webhook_url="http://127.0.0.1:9/hook")

@@ -36,3 +36,33 @@ def test_per_model_input_schemas_are_documented():
     assert {"sora-2", "sora-2-pro"} <= set(schemas["SoraInput"]["x-models"])
     assert schemas["DependencyProblem"]["properties"]["failed"]["type"] == "array"
     assert schemas["Problem"]["properties"]["code"]["type"] == "string"
+
+
+def test_bearer_auth_is_declared_on_every_authenticated_operation():
+    spec = json.loads(export())
+    assert spec["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["HTTPBearer"]["description"],
+    }
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            # The signed upload link carries its own authority (an HMAC signature), not a key.
+            public = path in ("/healthz", "/readyz", "/metrics", "/v1/uploads/{upload_id}/content")
+            assert ("security" in operation) is not public, (method, path)
+            assert public or "401" in operation["responses"], (method, path)
+
+
+def test_the_front_door_answers_are_documented_where_they_can_happen():
+    spec = json.loads(export())
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                assert {"400", "408", "413", "415"} <= set(responses), (method, path)
+            if operation.get("parameters", []) and any(p["in"] in ("path", "query") for p in operation["parameters"]):
+                assert "400" in responses, (method, path)
+
+
+def test_declared_integers_are_64_bit():
+    schemas = json.loads(export())["components"]["schemas"]
+    steps = next(s for s in schemas["FluxInput"]["properties"]["steps"]["anyOf"] if s.get("type") == "integer")
+    assert steps["exclusiveMaximum"] == 2**63

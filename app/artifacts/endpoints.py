@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from app.artifacts import links, repository, retention, uploads
 from app.artifacts.schemas import DeletedArtifacts, UploadOut
+from app.core.boundary import CheckedRoute
 from app.core.clock import utcnow
 from app.core.deps import AdminDep, ClientDep, SessionDep
 from app.core.errors import AppError, Forbidden, NotFound, ServiceUnavailable, problem_responses
@@ -15,8 +16,11 @@ from app.jobs import service as jobs
 from app.jobs.models import Job
 from app.storage.backends import StorageError, get_storage
 
-router = APIRouter(tags=["artifacts"])
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+router = APIRouter(tags=["artifacts"], route_class=CheckedRoute)
+# One range of at most 18 digits a side (an int64 holds every real offset); anything else
+# (several ranges, huge numbers, garbage) is ignored and the whole object served, as
+# RFC 9110 allows.
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")
 
 
 class RangeNotSatisfiable(AppError):
@@ -28,10 +32,12 @@ class ArtifactDeleted(AppError):
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
-        return None  # malformed or multi-range: serve the whole object (RFC 9110 allows ignoring)
+        return None
     first, last = match.group(1), match.group(2)
+    if first and last and int(last) < int(first):
+        return None  # not a valid range-spec (RFC 9110 14.1.1): the header is ignored
     if first:
         start = int(first)
         end = min(int(last), size - 1) if last else size - 1

@@ -8,10 +8,12 @@ from fastapi import APIRouter, Body
 from app.clients import service
 from app.clients.models import Client
 from app.clients.schemas import ClientOut, ClientUpdate, SecretRotation
+from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep
 from app.core.errors import problem_responses
+from app.core.numbers import StrictInt
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=CheckedRoute)
 
 
 def _out(client: Client) -> ClientOut:
@@ -47,7 +49,7 @@ def update_client(body: ClientUpdate, session: SessionDep, client: ClientDep) ->
 def rotate_secret(
     session: SessionDep,
     client: ClientDep,
-    grace_seconds: Annotated[int, Body(embed=True, ge=0, le=7 * 86400)] = 86400,
+    grace_seconds: Annotated[StrictInt, Body(embed=True, ge=0, le=7 * 86400)] = 86400,
 ) -> SecretRotation:
     secret = service.rotate_webhook_secret(session, client, timedelta(seconds=grace_seconds))
     session.commit()

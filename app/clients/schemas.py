@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.jobs.schemas import EVENT_TYPES
+from app.core.numbers import StrictInt
+from app.jobs.schemas import EVENT_TYPES, MAX_WEBHOOK_URL, WebhookURL
 
 
 class ClientOut(BaseModel):
@@ -21,12 +22,16 @@ class ClientOut(BaseModel):
 
 
 class ClientUpdate(BaseModel):
-    webhook_url: str | None = Field(None, description="New default webhook URL; also re-enables a URL disabled by 410")
-    webhook_events: list[EVENT_TYPES] | None = None
-    disabled_webhook_urls: list[str] | None = Field(
-        None, description="Remove a URL from this list to send to it again (e.g. `[]` re-enables all)"
+    webhook_url: WebhookURL | None = Field(
+        None, description=f"New default webhook URL (at most {MAX_WEBHOOK_URL} characters); also re-enables "
+        "a URL disabled by 410"
     )
-    retention_days: int | None = Field(None, ge=1, le=3650)
+    webhook_events: list[EVENT_TYPES] | None = Field(None, max_length=2)
+    disabled_webhook_urls: list[WebhookURL] | None = Field(
+        None, max_length=1000,
+        description="Remove a URL from this list to send to it again (e.g. `[]` re-enables all)",
+    )
+    retention_days: StrictInt | None = Field(None, ge=1, le=3650)
 
 
 class SecretRotation(BaseModel):

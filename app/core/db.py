@@ -97,12 +97,16 @@ def make_engine(settings: Settings) -> Engine:
             from pathlib import Path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"timeout": 15, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     statement_ms = int(settings.db_statement_timeout.total_seconds() * 1000)
     return create_engine(
         url,
+        # A statement's error names the statement, never the values bound to it: they are
+        # callers' data (webhook URLs, metadata, inputs) and end up in logs.
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         # A dead database must surface as an error within seconds, never a hang.

@@ -3,13 +3,14 @@ rendered as RFC 9457 problem+json by one set of handlers."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -34,6 +35,9 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    request_id: str | None = Field(
+        None, description="On a 500: the request's X-Request-ID, which names it in our logs"
+    )
 
 
 class AppError(Exception):
@@ -81,6 +85,10 @@ class Conflict(AppError):
     status, code, title = 409, "conflict", "Conflict with the resource's current state"
 
 
+class RequestTimeout(AppError):
+    status, code, title = 408, "request_timeout", "The request body did not arrive in time"
+
+
 class PayloadTooLarge(AppError):
     status, code, title = 413, "payload_too_large", "Payload too large"
 
@@ -98,6 +106,7 @@ def problem_response(
     instance: str | None = None,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
     body = Problem(
         type=f"/problems/{code}",
@@ -107,12 +116,19 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=errors,
+        request_id=request_id,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
+    )
+
+
+def error_response(exc: AppError, instance: str | None = None) -> JSONResponse:
+    return problem_response(
+        exc.status, exc.code, exc.title, exc.detail, instance=instance, errors=exc.errors, headers=exc.headers,
     )
 
 
@@ -133,13 +149,25 @@ def validation_errors(raw: list[dict[str, Any]]) -> list[FieldError]:
     return out
 
 
+def _allowed_methods(request: Request, offered: str | None) -> str:
+    """Every method the path takes. Starlette names only the methods of the first route
+    that matched the path, and a path can be served by two (GET and PATCH /v1/client): the
+    contract has them all. Only 405s pay for this."""
+    methods = {m.strip() for m in (offered or "").split(",") if m.strip()}
+    path = request.url.path
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]+\}", template))
+        if re.fullmatch(pattern, path):
+            methods |= {method.upper() for method in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
-        return problem_response(
-            exc.status, exc.code, exc.title, exc.detail,
-            instance=request.url.path, errors=exc.errors, headers=exc.headers,
-        )
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,12 +180,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        codes = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                 413: "payload_too_large"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
-        return problem_response(
-            exc.status_code, code, str(exc.detail), instance=request.url.path,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request, (headers or {}).get("Allow"))}
+        return problem_response(exc.status_code, code, str(exc.detail), instance=request.url.path, headers=headers)
 
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
@@ -184,12 +213,16 @@ def install_error_handlers(app: FastAPI) -> None:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries documenting problem+json errors."""
     descriptions = {
+        400: "A value that cannot be stored (`unstorable_input`: NUL, lone surrogate, NaN/Infinity, "
+        "nesting deeper than 32) or a body that is not JSON (`malformed_json`)",
         401: "Missing or invalid API key",
         403: "The API key may not do that",
         404: "No such resource for this client",
         409: "Conflict with the current state",
+        408: "The request body stalled longer than COMETJOBS_BODY_TIMEOUT between chunks",
         410: "Gone: the resource was deleted",
-        413: "Payload too large",
+        413: "The body is over its cap (COMETJOBS_MAX_JSON_BYTES, or COMETJOBS_MAX_UPLOAD_BYTES for uploads)",
+        415: "The body's Content-Type is not the one this operation reads",
         422: "Validation failed; `errors` lists each bad field",
         503: "A dependency (database, broker) is unavailable",
     }

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from typing import Any
 
 import structlog
@@ -21,6 +22,12 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)((?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|sig)=)[^&\s\"']+"),
     # user:password@ in URLs (database, broker, webhook URLs)
     re.compile(r"(?i)([a-z][a-z0-9+.\-]*://[^/@:\s\"']*:)[^/@\s\"']+(?=@)"),
+    # Postgres quotes the offending row or value after its message (`DETAIL:  Key
+    # (idempotency_key)=(...)`, `CONTEXT:  JSON data, line 1: ...`), wherever psycopg's
+    # text ends up (a worker's traceback, a task's failure).
+    re.compile(r"(?m)^((?:DETAIL|CONTEXT|HINT|QUERY|WHERE):  ).*$"),
+    # SQLAlchemy's own rendering of the bound values, should an engine not hide them.
+    re.compile(r"(\[parameters: ).*?(?=\]\n|\]$)", re.S),
 ]
 _SECRET_KEYS = {
     "api_key", "webhook_secret", "webhook_secret_previous", "secret", "authorization", "proxy-authorization",
@@ -115,4 +122,32 @@ def configure_logging(fmt: str = "console", level: str = "INFO", *, force: bool 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-__all__ = ["configure_logging", "redact", "register_secret"]
+def _describe(exc: BaseException) -> str:
+    """An exception's type, and for a database error the names Postgres gives
+    (SQLSTATE, constraint, table, column): never its message, which may quote the request."""
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    diag = getattr(getattr(exc, "orig", exc), "diag", None)
+    if diag is None:
+        return name
+    fields = {"sqlstate": diag.sqlstate, "constraint": diag.constraint_name, "table": diag.table_name,
+              "column": diag.column_name}
+    return name + " (" + ", ".join(f"{k}={v}" for k, v in fields.items() if v) + ")"
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """The chain of exceptions with their stacks (file, line, function, source line),
+    each named by `_describe`: what a developer needs, and no caller data."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts = []
+    for link in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(link.__traceback__))
+        parts.append(_describe(link) + "\n")
+    return "".join(parts).rstrip("\n")
+
+
+__all__ = ["configure_logging", "redact", "register_secret", "safe_traceback"]

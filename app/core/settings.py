@@ -132,6 +132,17 @@ class Settings(BaseSettings):
     # At most one job.progress event per job per interval.
     webhook_progress_interval: Duration = timedelta(seconds=5)
 
+    # The front door: what one request may carry and how long it may take to arrive.
+    # A JSON body holds one job's input, far below 1 MiB; anything larger is refused
+    # from its Content-Length before a byte of it is read.
+    max_json_bytes: int = Field(1024 * 1024, ge=1024)
+    # The JSON a caller stores with a job and gets back in every payload and webhook.
+    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+    # A connection whose request line and headers are not complete within this is closed
+    # (slowloris); a body that stalls longer than BODY_TIMEOUT between chunks is a 408.
+    header_timeout: Duration = timedelta(seconds=10)
+    body_timeout: Duration = timedelta(seconds=30)
+
     # Artifacts
     artifact_url_ttl: Duration = timedelta(minutes=15)
     max_upload_bytes: int = 20 * 1024 * 1024

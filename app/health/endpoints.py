@@ -4,10 +4,11 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from app.core.boundary import CheckedRoute
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem
 from app.health.checks import run_checks
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 
 
 class Health(BaseModel):

@@ -15,12 +15,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
+from app.core.boundary import CheckedRoute
 from app.core.db import get_sessionmaker
 from app.core.settings import get_settings
 from app.core.tasks import QueueName
 from app.jobs.states import ACTIVE
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=CheckedRoute)
 # A scrape must answer quickly even when the database is slow.
 SCRAPE_STATEMENT_TIMEOUT_MS = 2000
 

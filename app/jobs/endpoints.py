@@ -4,15 +4,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
+from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep
-from app.core.errors import ValidationFailed, problem_responses
+from app.core.errors import problem_responses
 from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
 from app.jobs.states import JobStatus
 from app.jobs.views import load_many, load_out
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 
 
 @router.post(
@@ -28,7 +29,10 @@ def create_job(
     session: SessionDep,
     client: ClientDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=255,
+        description="Same key and same body: the same job again. 1-255 characters.",
+    )] = None,
 ) -> JobOut:
     accepted = service.create(session, client, body, idempotency_key)
     # The answer is built inside the transaction and the commit is the last database call:
@@ -52,12 +56,12 @@ def list_jobs(
     session: SessionDep,
     client: ClientDep,
     status: JobStatus | None = None,
-    model: str | None = None,
+    model: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = Query(None, description="`next_cursor` from the previous page"),
+    cursor: Annotated[str | None, Query(
+        max_length=64, pattern=r"^job_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
+    )] = None,
 ) -> JobList:
-    if cursor is not None and not cursor.startswith("job_"):
-        raise ValidationFailed.field("cursor", "not a cursor returned by this endpoint", "invalid_cursor")
     jobs = repo.list_for_client(
         session, client.id, status=status.value if status else None, model=model, limit=limit + 1, before_id=cursor
     )
@@ -100,7 +104,7 @@ def list_events(
     job_id: str,
     session: SessionDep,
     client: ClientDep,
-    after: int | None = Query(None, description="Only events with a larger id"),
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Only events with a larger id")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> JobEventList:
     service.get_owned(session, client, job_id)

@@ -1,27 +1,49 @@
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.artifacts.schemas import ArtifactOut
+from app.core.settings import get_settings
 from app.jobs.states import JobEvent, JobStatus
 from app.webhooks.schemas import WebhookStateOut
 
 EVENT_TYPES = Literal[JobEvent.RUNNING, JobEvent.PROGRESS]
+MAX_WEBHOOK_URL = 2048
+WebhookURL = Annotated[str, Field(max_length=MAX_WEBHOOK_URL)]
 
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="A model id from GET /v1/models, e.g. `sora-2`.", examples=["sora-2"])
-    input: dict[str, Any] = Field(description="The model's input; its schema depends on `model`.")
-    webhook_url: str | None = Field(None, description="Where to POST events. Defaults to the client's URL.")
-    webhook_events: list[EVENT_TYPES] | None = Field(
-        None, description="Non-terminal events to receive for this job, besides the terminal ones."
+    model: str = Field(
+        max_length=128, description="A model id from GET /v1/models, e.g. `sora-2`.", examples=["sora-2"]
     )
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Your own data, echoed back.")
+    input: dict[str, Any] = Field(description="The model's input; its schema depends on `model`.")
+    webhook_url: WebhookURL | None = Field(
+        None, description=f"Where to POST events (http or https, at most {MAX_WEBHOOK_URL} characters). "
+        "Defaults to the client's URL."
+    )
+    webhook_events: list[EVENT_TYPES] | None = Field(
+        None, max_length=2, description="Non-terminal events to receive for this job, besides the terminal ones."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Your own data, echoed back: at most 16 KiB as compact JSON (COMETJOBS_MAX_METADATA_BYTES).",
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value:
+            limit = get_settings().max_metadata_bytes
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > limit:
+                raise ValueError(f"is {size} bytes as JSON; at most {limit} are kept")
+        return value
 
 
 class JobError(BaseModel):

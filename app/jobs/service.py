@@ -70,7 +70,7 @@ def validate_input(session: Session, client: Client, spec: ModelSpec, body: JobC
 
 def create(session: Session, client: Client, body: JobCreate, idempotency_key: str | None) -> Accepted:
     print_ = fingerprint(body)
-    if idempotency_key:
+    if idempotency_key is not None:
         existing = _earlier(session, client, idempotency_key)
         if existing is not None:
             return _replay(existing, print_)
@@ -98,6 +98,8 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
 
 
 def _earlier(session: Session, client: Client, idempotency_key: str) -> Job | None:
+    if not idempotency_key.strip():
+        raise ValidationFailed.field("Idempotency-Key", "must not be empty; leave the header out instead", "empty")
     if len(idempotency_key) > 255:
         raise ValidationFailed.field("Idempotency-Key", "must be at most 255 characters", "too_long")
     return repo.get_by_idempotency_key(session, client.id, idempotency_key)

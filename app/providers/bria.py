@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     URL_SCHEMES,
     Adapter,
@@ -62,7 +63,7 @@ class BriaInput(BaseModel):
     image: str | None = Field(None, description="Edit: the image, an upload id (upl_...) or an https URL.")
     mask: str | None = Field(None, description="Edit: the mask (white = change), an upload id or an https URL.")
     aspect_ratio: str | None = Field(None, description="e.g. `1:1`, `16:9`.")
-    seed: int | None = Field(None, ge=0)
+    seed: StrictInt | None = Field(None, ge=0)
 
 
 class BriaAdapter(Adapter):

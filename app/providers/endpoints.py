@@ -5,11 +5,12 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep
 from app.core.errors import problem_responses
 from app.providers.registry import adapter_for, catalog
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=CheckedRoute)
 
 
 class ModelOut(BaseModel):
@@ -49,7 +50,7 @@ def describe_models() -> list[ModelOut]:
     response_model=ModelList,
     operation_id="listModels",
     summary="Every model: family, kind, input schema, constraints and a valid example input",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 503),
 )
 def list_models(_client: ClientDep) -> ModelList:
     return ModelList(data=describe_models())

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictFloat, StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -47,14 +48,14 @@ class FluxInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=10000, description="What to generate (or, for Kontext, the edit).")
-    width: int | None = Field(None, description="Pixels, a multiple of 32.")
-    height: int | None = Field(None, description="Pixels, a multiple of 32.")
+    width: StrictInt | None = Field(None, description="Pixels, a multiple of 32.")
+    height: StrictInt | None = Field(None, description="Pixels, a multiple of 32.")
     aspect_ratio: str | None = Field(None, description="e.g. `16:9` (ultra and Kontext models).")
-    seed: int | None = Field(None, ge=0, description="For reproducible results.")
-    steps: int | None = Field(None, description="Diffusion steps (flux-dev, flux-pro).")
-    guidance: float | None = Field(None, description="Prompt adherence (flux-dev, flux-pro).")
+    seed: StrictInt | None = Field(None, ge=0, description="For reproducible results.")
+    steps: StrictInt | None = Field(None, description="Diffusion steps (flux-dev, flux-pro).")
+    guidance: StrictFloat | None = Field(None, description="Prompt adherence (flux-dev, flux-pro).")
     output_format: Literal["jpeg", "png"] | None = Field(None, description="Default jpeg.")
-    safety_tolerance: int | None = Field(None, ge=0, le=6, description="0 strictest .. 6 most permissive.")
+    safety_tolerance: StrictInt | None = Field(None, ge=0, le=6, description="0 strictest .. 6 most permissive.")
     prompt_upsampling: bool | None = Field(None, description="Let the model expand the prompt.")
     raw: bool | None = Field(None, description="Less processed, more natural look (ultra).")
     input_image: str | None = Field(None, description="Kontext: the image to edit, an upload id or an https URL.")

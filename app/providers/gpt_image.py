@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     Adapter,
     CreateResult,
@@ -37,12 +38,12 @@ class GptImageInput(BaseModel):
     prompt: str = Field(min_length=1, max_length=32000, description="What to generate.")
     size: str | None = Field(None, description="e.g. `1024x1024`, `1536x1024`, `1024x1536` or `auto`.")
     quality: str | None = Field(None, description="`low`, `medium`, `high` or `auto`.")
-    n: int | None = Field(None, ge=1, description="How many images.")
+    n: StrictInt | None = Field(None, ge=1, description="How many images.")
     background: Literal["transparent", "opaque", "auto"] | None = Field(
         None, description="`transparent` needs output_format png or webp."
     )
     output_format: Literal["png", "jpeg", "webp"] | None = Field(None, description="Default png.")
-    output_compression: int | None = Field(None, ge=0, le=100, description="jpeg and webp only.")
+    output_compression: StrictInt | None = Field(None, ge=0, le=100, description="jpeg and webp only.")
     moderation: Literal["low", "auto"] | None = None
 
 

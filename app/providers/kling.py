@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from app.core.numbers import StrictFloat, StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -53,12 +54,12 @@ def _to_str(value: Any) -> Any:
 class KlingCameraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    horizontal: float | None = Field(None, ge=-10, le=10)
-    vertical: float | None = Field(None, ge=-10, le=10)
-    pan: float | None = Field(None, ge=-10, le=10)
-    tilt: float | None = Field(None, ge=-10, le=10)
-    roll: float | None = Field(None, ge=-10, le=10)
-    zoom: float | None = Field(None, ge=-10, le=10)
+    horizontal: StrictFloat | None = Field(None, ge=-10, le=10)
+    vertical: StrictFloat | None = Field(None, ge=-10, le=10)
+    pan: StrictFloat | None = Field(None, ge=-10, le=10)
+    tilt: StrictFloat | None = Field(None, ge=-10, le=10)
+    roll: StrictFloat | None = Field(None, ge=-10, le=10)
+    zoom: StrictFloat | None = Field(None, ge=-10, le=10)
 
 
 class KlingCameraControl(BaseModel):
@@ -90,7 +91,7 @@ class KlingInput(BaseModel):
     prompt: str | None = Field(None, min_length=1, description="What to generate (at most 500 characters; Omni 2500).")
     negative_prompt: str | None = Field(None, description="What to avoid (at most 200 characters).")
     aspect_ratio: str | None = Field(None, description="e.g. `16:9`, `9:16`, `1:1`.")
-    cfg_scale: float | None = Field(None, ge=0, le=1, description="Prompt adherence, 0-1.")
+    cfg_scale: StrictFloat | None = Field(None, ge=0, le=1, description="Prompt adherence, 0-1.")
     mode: Literal["std", "pro"] | None = Field(None, description="`std` (faster) or `pro` (higher quality).")
     duration: Annotated[str, BeforeValidator(_to_str)] | None = Field(None, description="Seconds: `5` or `10`.")
     camera_control: KlingCameraControl | None = None
@@ -98,8 +99,8 @@ class KlingInput(BaseModel):
         None, description="First frame / reference image: an upload id (`upl_...`) or an https URL."
     )
     image_tail: str | None = Field(None, description="Last frame (image to video): an upload id or an https URL.")
-    n: int | None = Field(None, ge=1, le=9, description="Images to generate (image generation), 1-9.")
-    image_fidelity: float | None = Field(None, ge=0, le=1, description="How closely to follow `image`, 0-1.")
+    n: StrictInt | None = Field(None, ge=1, le=9, description="Images to generate (image generation), 1-9.")
+    image_fidelity: StrictFloat | None = Field(None, ge=0, le=1, description="How closely to follow `image`, 0-1.")
 
 
 class KlingAdapter(Adapter):

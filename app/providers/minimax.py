@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -45,7 +46,7 @@ class MiniMaxInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=2000, description="What the video should show.")
-    duration: int | None = Field(None, description="Seconds: 6 or 10.")
+    duration: StrictInt | None = Field(None, description="Seconds: 6 or 10.")
     resolution: str | None = Field(None, description="e.g. `768P` or `1080P`.")
     prompt_optimizer: bool | None = Field(None, description="Let MiniMax rewrite the prompt.")
     first_frame_image: str | None = Field(None, description="First frame: an upload id (`upl_...`) or an https URL.")

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -77,9 +78,9 @@ class RunwayInput(BaseModel):
     )
     video: str | None = Field(None, description="Source video (video to video, upscale): an https URL.")
     ratio: str | None = Field(None, description="Output resolution as `W:H` pixels, e.g. `1280:720`.")
-    duration: int | None = Field(None, description="Seconds, e.g. 5 or 10.")
-    seed: int | None = Field(None, ge=0, description="Image to video: at most 999,999,999; video to video: "
-                             "4,294,967,295.")
+    duration: StrictInt | None = Field(None, description="Seconds, e.g. 5 or 10.")
+    seed: StrictInt | None = Field(None, ge=0, description="Image to video: at most 999,999,999; video to video: "
+                                   "4,294,967,295.")
     references: list[str] | None = Field(
         None, max_length=3, description="Style reference images (video to video): upload ids or https URLs."
     )

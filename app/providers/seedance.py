@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -62,10 +63,10 @@ class SeedanceInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str | None = Field(None, min_length=1, max_length=4000, description="What the video should show.")
-    duration: int | None = Field(None, description="Seconds, e.g. 5 or 10.")
+    duration: StrictInt | None = Field(None, description="Seconds, e.g. 5 or 10.")
     ratio: str | None = Field(None, description="e.g. `16:9`, `9:16`, `1:1`; `adaptive` follows the image.")
     resolution: str | None = Field(None, description="`480p`, `720p` or `1080p`, as the model allows.")
-    seed: int | None = Field(None, ge=-1, le=4294967295)
+    seed: StrictInt | None = Field(None, ge=-1, le=4294967295)
     camera_fixed: bool | None = Field(None, description="Keep the camera still.")
     watermark: bool | None = None
     image: str | None = Field(None, description="First frame: an upload id (`upl_...`) or an https URL.")

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictFloat, StrictInt
 from app.providers.base import (
     Adapter,
     CreateResult,
@@ -48,9 +49,9 @@ class SeedreamInput(BaseModel):
         None, min_length=1, description="Reference images: upload ids (upl_...) or https URLs."
     )
     watermark: bool | None = Field(None, description="Add the provider's watermark.")
-    max_images: int | None = Field(None, ge=1, description="Up to this many related images (4.x models).")
-    seed: int | None = Field(None, ge=-1, le=2147483647, description="3.0 only.")
-    guidance_scale: float | None = Field(None, description="Prompt adherence (3.0 only).")
+    max_images: StrictInt | None = Field(None, ge=1, description="Up to this many related images (4.x models).")
+    seed: StrictInt | None = Field(None, ge=-1, le=2147483647, description="3.0 only.")
+    guidance_scale: StrictFloat | None = Field(None, description="Prompt adherence (3.0 only).")
 
 
 def size_problem(spec: ModelSpec, size: str) -> str | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.numbers import StrictFloat, StrictInt
 from app.providers.base import (
     Adapter,
     ArtifactSource,
@@ -81,8 +82,8 @@ class SunoInput(BaseModel):
         None, description="Continuation of audio uploaded to CometAPI's Suno (not made by a job of yours): its clip id."
     )
     parent_job_id: str | None = Field(None, description="Continuation: a succeeded Suno job of yours.")
-    continue_clip: int | None = Field(None, ge=1, description="Continuation: which clip of the parent job (1-based).")
-    continue_at: float | None = Field(None, gt=0, description="Continuation: seconds into the clip to continue from.")
+    continue_clip: StrictInt | None = Field(None, ge=1, description="Continuation: which clip of the parent job (1-based).")
+    continue_at: StrictFloat | None = Field(None, gt=0, description="Continuation: seconds into the clip to continue from.")
 
 
 def _clips(task: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -246,10 +246,13 @@ def last_created(session: Session, job_ids: Iterable[str], event_type: str) -> d
     return {job_id: at for job_id, at in rows}
 
 
-def for_job(session: Session, job_id: str) -> Sequence[WebhookDelivery]:
-    return session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.seq)
-    ).all()
+def for_job(
+    session: Session, job_id: str, *, after_seq: int | None = None, limit: int | None = None
+) -> Sequence[WebhookDelivery]:
+    query = select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)
+    if after_seq is not None:
+        query = query.where(WebhookDelivery.seq > after_seq)
+    return session.scalars(query.order_by(WebhookDelivery.seq).limit(limit)).all()
 
 
 def attempts_for(session: Session, delivery_ids: Iterable[str]) -> dict[str, list[WebhookAttempt]]:
@@ -312,7 +315,9 @@ def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, Webhook
     return out
 
 
-def dead_between(session: Session, start: datetime, end: datetime, client_id: str | None) -> list[str]:
+def dead_between(
+    session: Session, start: datetime, end: datetime, client_id: str | None, limit: int | None = None
+) -> list[str]:
     query = select(WebhookDelivery.id).where(
         WebhookDelivery.status == DEAD,
         WebhookDelivery.created_at >= start,
@@ -320,7 +325,7 @@ def dead_between(session: Session, start: datetime, end: datetime, client_id: st
     )
     if client_id:
         query = query.where(WebhookDelivery.client_id == client_id)
-    return list(session.scalars(query.order_by(WebhookDelivery.created_at)))
+    return list(session.scalars(query.order_by(WebhookDelivery.created_at).limit(limit)))
 
 
 def reopen(session: Session, delivery_ids: Iterable[str], now: datetime) -> list[str]:

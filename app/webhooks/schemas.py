@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
+
+from app.core.numbers import StrictInt
 
 DeliveryState = Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled", "superseded"]
 
@@ -41,20 +43,32 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
-    attempt_log: list[AttemptOut]
+    attempt_log: list[AttemptOut] = Field(description="The latest attempts (at most 20; `attempts` counts them all)")
 
 
 class DeliveryList(BaseModel):
     data: list[DeliveryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one")
+
+
+def _date_time_text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string")  # not a Unix time, as pydantic would take
+    return value
+
+
+DateTimeText = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
 class BulkRedeliver(BaseModel):
-    start: datetime = Field(description="Dead deliveries created at or after this instant")
-    end: datetime = Field(description="... and before this one")
-    client_id: str | None = None
+    start: DateTimeText = Field(description="Dead deliveries created at or after this instant")
+    end: DateTimeText = Field(description="... and before this one")
+    client_id: str | None = Field(None, max_length=64)
+    limit: StrictInt = Field(1000, ge=1, le=10_000, description="At most this many, oldest first")
 
 
 class BulkRedeliverResult(BaseModel):
     redelivered: int
     ids: list[str]
     skipped: list[str] = Field(description="Dead deliveries left alone because their URL is disabled (410)")
+    more: bool = Field(False, description="More dead deliveries are in the range: call again for the next batch")

@@ -88,9 +88,24 @@ def parse(url: str) -> tuple[str, str, int]:
     if parts.username or parts.password:
         raise UnsafeURL("webhook URLs must not carry credentials")
     host = parts.hostname.rstrip(".").lower()
+    if _literal(host) is None:
+        host = _dns_name(host)
     if host in METADATA_HOSTS:
         raise UnsafeURL(f"{host} is a cloud metadata host")
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
+
+
+def _dns_name(host: str) -> str:
+    """The name as DNS carries it (IDNA), or UnsafeURL: labels of 1-63 octets, 253 in all.
+    The resolver would refuse such a name too, but with a UnicodeError, not an OSError."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UnsafeURL("webhook URL's host is not a valid DNS name (empty label, label over 63 "
+                        "characters, or characters IDNA cannot encode)") from None
+    if len(ascii_host) > 253 or any(not 0 < len(label) <= 63 for label in ascii_host.split(".")):
+        raise UnsafeURL("webhook URL's host is not a valid DNS name (labels of 1-63 characters, 253 in all)")
+    return ascii_host
 
 
 def _literal(host: str) -> IPAddress | None:

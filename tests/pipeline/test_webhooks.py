@@ -169,7 +169,7 @@ class TestBulkRedeliver:
             response = api.post("/v1/admin/webhooks/redeliver", json=body, headers=inproc.headers(ops))
             assert response.status_code == 200, response.text
             [delivery] = inproc.deliveries(jobs["second"])
-            assert response.json() == {"redelivered": 1, "ids": [delivery.id], "skipped": []}
+            assert response.json() == {"redelivered": 1, "ids": [delivery.id], "skipped": [], "more": False}
             inproc.deliver()
             assert {h.json["data"]["id"] for h in back.requests} == set(jobs.values())
         finally:
