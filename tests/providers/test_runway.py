@@ -292,7 +292,7 @@ def https_stack(database):
         stack.start_emulator()
         stack.start_api()
         stack.start_worker()
-        stack.start_beat()
+        stack.start_scheduler()
         stack.emulator.configure(job_seconds=1)
         yield stack
     finally:
