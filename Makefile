@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks compose-check clean
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api compose-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ bench-copy: install
 
 bench-webhooks: install
 	$(BIN)/python -m bench.webhooks
+
+bench-api: install
+	$(BIN)/python -m bench.api $(BENCH_ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet

@@ -6,8 +6,11 @@ import re
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -92,6 +95,17 @@ class RequestContext:
         await response(scope, receive, send)
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Sync endpoints run in worker threads, each holding a database connection: no more
+    # threads than pooled connections, so a burst waits in the event loop (cheaply)
+    # instead of in threads blocked on the pool, contending for the GIL.
+    settings = get_settings()
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(4, settings.db_pool_size + settings.db_max_overflow)
+    yield
+
+
 class Gateway(FastAPI):
     """FastAPI with our additions to the generated spec (per-family input schemas,
     problem+json error bodies)."""
@@ -158,6 +172,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     from app.webhooks.endpoints import router as webhooks_router
 
     app = Gateway(
+        lifespan=_lifespan,
         title="cometjobs",
         version="0.1.0",
         description="Durable jobs for CometAPI's asynchronous generation models: submit, poll, store, "

@@ -1,8 +1,9 @@
 """`make bench-api`: the gateway's throughput next to a lean reference on the same stack.
 
 Starts a scratch Postgres database, one `cometjobs api` process and the reference
-(`bench/api_reference.py`: FastAPI + psycopg + redis-py doing only the essential
-work), then drives each with wrk at the same concurrency, one after the other, and
+(`bench/api_reference_sync.py`: FastAPI + psycopg + redis-py doing only the essential
+work, in worker threads as the gateway does; `--reference async` for the async twin),
+then drives each with wrk at the same concurrency, one after the other, and
 prints requests/s, p50 and p99 for POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs,
 with the ratio ours/reference. `--workers N` also measures `cometjobs api --workers N`.
 
@@ -80,7 +81,7 @@ def _scripts(tmp: Path, key: str, ids: list[str]) -> dict[str, Path]:
     body = json.dumps(BODY).replace("\\", "\\\\").replace('"', '\\"')
     id_list = ", ".join(f'"{i}"' for i in ids)
     return {
-        "POST /v1/jobs": _lua(tmp, "post", auth + 'wrk.method = "POST"\n'
+        "POST /v1/jobs": _lua(tmp, "post", auth + 'wrk.method = "POST"\nwrk.path = "/v1/jobs"\n'
                               'wrk.headers["Content-Type"] = "application/json"\n' + f'wrk.body = "{body}"\n'),
         "GET /v1/jobs/{id}": _lua(tmp, "get", auth + f"ids = {{{id_list}}}\n"
                                   'request = function()\n'
@@ -104,7 +105,9 @@ def _wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, fl
         check=True, capture_output=True, text=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    latency = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if len(latency) < 2:
+        raise SystemExit(f"could not read wrk's output:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rate": rate, "p50": _ms(latency["50"]), "p99": _ms(latency["99"]),
             "non2xx": float(errors.group(1)) if errors else 0.0}
@@ -123,6 +126,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=0, help="also measure `cometjobs api --workers N`")
+    parser.add_argument("--reference", choices=["sync", "async"], default="sync",
+                        help="sync: def endpoints on psycopg's pool, as the gateway runs (default); "
+                        "async: async def endpoints on psycopg's async pool")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -139,7 +145,8 @@ def main() -> None:
             scripts = _scripts(tmp, key, ids)
             results["cometjobs"] = _measure(ours, scripts, args.seconds, args.connections)
         ref_port = free_port()
-        reference = [sys.executable, "-m", "uvicorn", "bench.api_reference:app", "--port", str(ref_port),
+        module = "bench.api_reference_sync" if args.reference == "sync" else "bench.api_reference"
+        reference = [sys.executable, "-m", "uvicorn", f"{module}:app", "--port", str(ref_port),
                      "--no-access-log", "--log-level", "warning"]
         with _server(reference, env, ref_port) as ref:
             results["reference"] = _measure(ref, scripts, args.seconds, args.connections)
@@ -150,7 +157,8 @@ def main() -> None:
                 results[f"cometjobs x{args.workers}"] = _measure(ours_n, scripts, args.seconds, args.connections)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\nbench-api: {args.connections} connections, {args.seconds} s per run, wrk on the same machine\n")
+    print(f"\nbench-api: {args.connections} connections, {args.seconds} s per run, wrk on the same machine, "
+          f"{args.reference} reference\n")
     header = f"{'endpoint':<20} {'':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
     print(header)
     print("-" * len(header))

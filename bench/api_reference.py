@@ -1,5 +1,9 @@
 """The lean reference for `make bench-api`: the least the gateway's work needs on the
-same stack (FastAPI on uvicorn, psycopg, redis-py, the same Postgres tables).
+same stack (FastAPI on uvicorn, psycopg, redis-py, the same Postgres tables), run the
+same way: plain `def` endpoints in FastAPI's worker threads over a pool of
+synchronous connections, as the gateway does. (`REFERENCE_MODE=async`: `async def`
+endpoints on psycopg's async pool and redis.asyncio, a different execution model,
+for comparison.)
 
 POST: look the key up by hash, insert the job and its first event in one
 transaction, publish one Redis message, answer 202. GET by id: key lookup, the job

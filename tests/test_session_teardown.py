@@ -4,6 +4,8 @@ keep-alive connection under the caller's next request. It must never raise."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 from sqlalchemy import text
 
@@ -14,13 +16,15 @@ def test_session_teardown_survives_a_connection_killed_mid_transaction(database)
     from app.core.db import get_engine
     from app.core.deps import get_session
 
-    dependency = get_session()
-    session = next(dependency)
-    pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # a transaction is open
-    with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as admin:
-        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+    async def request() -> None:
+        dependency = get_session()
+        session = await anext(dependency)
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # a transaction is open
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        await dependency.aclose()  # runs the teardown; raises if the rollback's error escapes
 
-    dependency.close()  # runs the teardown; raises if the rollback's error escapes
+    asyncio.run(request())
 
     assert get_engine().pool.checkedout() == 0
     with get_engine().connect() as conn:  # the pool hands out a live connection afterwards

@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.artifacts.models import Artifact, Upload
 from app.core.ids import new_id
+
+_OF_JOBS = (
+    select(Artifact)
+    .where(Artifact.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Artifact.job_id, Artifact.created_at)
+)
 
 
 def for_jobs(session: Session, job_ids: Iterable[str]) -> dict[str, list[Artifact]]:
@@ -17,10 +23,7 @@ def for_jobs(session: Session, job_ids: Iterable[str]) -> dict[str, list[Artifac
     out: dict[str, list[Artifact]] = {i: [] for i in ids}
     if not ids:
         return out
-    rows = session.scalars(
-        select(Artifact).where(Artifact.job_id.in_(ids)).order_by(Artifact.job_id, Artifact.created_at)
-    )
-    for artifact in rows:
+    for artifact in session.scalars(_OF_JOBS, {"ids": ids}):
         out[artifact.job_id].append(artifact)
     return out
 

@@ -10,7 +10,7 @@ from app.clients.models import Client
 from app.clients.schemas import ClientOut, ClientUpdate, SecretRotation
 from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep
-from app.core.errors import problem_responses
+from app.core.errors import NotFound, problem_responses
 from app.core.numbers import StrictInt
 
 router = APIRouter(tags=["webhooks"], route_class=CheckedRoute)
@@ -34,9 +34,10 @@ def get_client(client: ClientDep) -> ClientOut:
               summary="Change your default webhook URL, subscriptions or retention",
               responses=problem_responses(401, 422, 503))
 def update_client(body: ClientUpdate, session: SessionDep, client: ClientDep) -> ClientOut:
-    service.update(session, client, body)
+    updated = service.update(session, client.id, body)
     session.commit()
-    return _out(client)
+    service.key_cache().forget(client.id)
+    return _out(updated)
 
 
 @router.post(
@@ -51,8 +52,12 @@ def rotate_secret(
     client: ClientDep,
     grace_seconds: Annotated[StrictInt, Body(embed=True, ge=0, le=7 * 86400)] = 86400,
 ) -> SecretRotation:
-    secret = service.rotate_webhook_secret(session, client, timedelta(seconds=grace_seconds))
+    owned = session.get(Client, client.id, with_for_update=True)
+    if owned is None:
+        raise NotFound(f"no client {client.id}")
+    secret = service.rotate_webhook_secret(session, owned, timedelta(seconds=grace_seconds))
     session.commit()
-    expires = client.webhook_secret_previous_expires_at
+    service.key_cache().forget(client.id)
+    expires = owned.webhook_secret_previous_expires_at
     assert expires is not None
     return SecretRotation(webhook_secret=secret, previous_secret_expires_at=expires)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.clients.models import Client
 from app.clients.schemas import ClientUpdate
 from app.core.clock import utcnow
-from app.core.errors import ValidationFailed
+from app.core.errors import NotFound, ValidationFailed
 from app.core.ids import new_id
 from app.core.settings import get_settings
 from app.webhooks import ssrf
@@ -59,15 +61,53 @@ def authenticate(session: Session, api_key: str) -> Client | None:
     return session.scalar(select(Client).where(Client.api_key_hash == hash_key(api_key)))
 
 
+class KeyCache:
+    """Recently authenticated keys and their client rows (detached, read-only), for
+    `AUTH_CACHE_TTL`: the gateway's hot path answers most requests without a key
+    lookup. A change made through this process (PATCH /v1/client, a secret rotation)
+    is seen at once; one made elsewhere (another API process, `cometjobs clients
+    revoke`) within the TTL."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Client]] = {}
+
+    def get(self, api_key: str) -> Client | None:
+        entry = self._entries.get(hash_key(api_key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, api_key: str, client: Client) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) > 10_000:  # keys are few; this bounds a flood of bad ones
+            self._entries.clear()
+        self._entries[hash_key(api_key)] = (time.monotonic() + self.ttl, client)
+
+    def forget(self, client_id: str) -> None:
+        for key, (_expires, client) in list(self._entries.items()):
+            if client.id == client_id:
+                self._entries.pop(key, None)
+
+
+@lru_cache
+def key_cache() -> KeyCache:
+    return KeyCache(get_settings().auth_cache_ttl.total_seconds())
+
+
 def get_by_name(session: Session, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).order_by(Client.created_at.desc()).limit(1))
 
 
-def update(session: Session, client: Client, body: ClientUpdate) -> None:
+def update(session: Session, client_id: str, body: ClientUpdate) -> Client:
     """Apply a PATCH: only the fields sent change. Setting a URL again re-enables it;
     `disabled_webhook_urls` can only shrink (a URL is disabled by its own 410)."""
     fields = body.model_dump(exclude_unset=True)
-    session.refresh(client, with_for_update=True)  # a worker may be disabling a URL (410) right now
+    # Locked: a worker may be disabling a URL (410) right now.
+    client = session.get(Client, client_id, with_for_update=True, populate_existing=True)
+    if client is None:
+        raise NotFound(f"no client {client_id}")
     disabled = client.disabled_webhook_urls
     if fields.get("webhook_url"):
         try:
@@ -87,6 +127,7 @@ def update(session: Session, client: Client, body: ClientUpdate) -> None:
     if "retention_days" in fields:
         client.retention_days = fields["retention_days"]
     session.flush()
+    return client
 
 
 def rotate_webhook_secret(session: Session, client: Client, grace: timedelta) -> str:

@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.clients.models import Client
 from app.core.db import close_session, get_sessionmaker
 from app.core.errors import Forbidden, Unauthorized
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
     """The request's session. Endpoints commit explicitly before answering:
     code after this `yield` runs only once the response has been sent, so it must
     never raise. An exception there makes uvicorn drop the keep-alive connection,
-    and the caller's next request on it fails with no answer at all."""
+    and the caller's next request on it fails with no answer at all.
+
+    Async, so resolving it costs no worker-thread hop: making a session does no I/O,
+    and neither does closing one whose transaction already ended (a connection back
+    in the pool after a commit needs no rollback). Only a session left inside a
+    transaction is closed in a worker thread."""
     session = get_sessionmaker()()
     try:
         yield session
     finally:
-        close_session(session)
+        if session.in_transaction():
+            await run_in_threadpool(close_session, session)
+        else:
+            close_session(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def finish_reading(session: Session) -> None:
+    """End a read-only request's transaction in the endpoint's own worker thread, so that
+    closing the session afterwards needs no thread of its own."""
+    session.rollback()
 
 
 # Declares the scheme in the spec (`/docs` gets its Authorize button); the answers to a
@@ -34,26 +49,41 @@ SessionDep = Annotated[Session, Depends(get_session)]
 bearer = HTTPBearer(auto_error=False, description="An API key: `cometjobs clients create NAME` prints one")
 
 
-def current_client(
-    request: Request, session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+async def current_client(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Client:
-    from app.clients.service import authenticate
+    """The caller's client row, detached and read-only (a service that changes it loads
+    its own copy). Served from the key cache when the key was seen recently."""
+    from app.clients.service import key_cache
 
     token = credentials.credentials.strip() if credentials else ""
     if not token:
         raise Unauthorized("send `Authorization: Bearer <api key>`", headers={"WWW-Authenticate": "Bearer"})
-    client = authenticate(session, token)
+    cache = key_cache()
+    client = cache.get(token)
     if client is None:
-        raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+        client = await run_in_threadpool(_look_up, token)
+        if client is None:
+            raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
+        cache.put(token, client)
     request.state.client_id = client.id
     return client
+
+
+def _look_up(token: str) -> Client | None:
+    from app.clients.service import authenticate
+
+    session = get_sessionmaker()()
+    try:
+        return authenticate(session, token)
+    finally:
+        close_session(session)
 
 
 ClientDep = Annotated[Client, Depends(current_client)]
 
 
-def admin_client(client: ClientDep) -> Client:
+async def admin_client(client: ClientDep) -> Client:
     if not client.is_admin:
         raise Forbidden("an admin API key is required")
     return client

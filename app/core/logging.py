@@ -64,7 +64,16 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
+# Records made of values our code chose (route templates, numbers, ids) plus the caller's
+# request id: the access line of every request redacts only that id, not every field.
+_SAFE_EVENTS = frozenset({"http_request"})
+
+
 def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if event_dict.get("event") in _SAFE_EVENTS:
+        if "request_id" in event_dict:
+            event_dict["request_id"] = redact(str(event_dict["request_id"]))
+        return event_dict
     return {k: _redact_value(k, v) for k, v in event_dict.items()}
 
 

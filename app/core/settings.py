@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
 
+    # How long an API process trusts a key it has looked up; changes made elsewhere (a
+    # revocation, a PATCH on another process) take effect within this. 0: look up every time.
+    auth_cache_ttl: Duration = timedelta(seconds=5)
+
     # Database
     db_pool_size: int = 10
     db_max_overflow: int = 10

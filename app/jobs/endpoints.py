@@ -5,13 +5,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response
 
 from app.core.boundary import CheckedRoute
-from app.core.deps import ClientDep, SessionDep
-from app.core.errors import problem_responses
+from app.core.deps import ClientDep, SessionDep, finish_reading
+from app.core.errors import NotFound, problem_responses
+from app.core.responses import model_json
 from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
 from app.jobs.states import JobStatus
-from app.jobs.views import load_many, load_out
+from app.jobs.views import load_many, load_out, to_out, view_owned
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 
@@ -28,21 +29,21 @@ def create_job(
     body: JobCreate,
     session: SessionDep,
     client: ClientDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="Same key and same body: the same job again. 1-255 characters.",
     )] = None,
-) -> JobOut:
+) -> Response:
     accepted = service.create(session, client, body, idempotency_key)
     # The answer is built inside the transaction and the commit is the last database call:
     # a client that gets an error was not charged a job, and one that gets 202 has one.
-    out = load_out(session, accepted.job)
+    # A new job has no artifacts and no deliveries yet: nothing to read back.
+    out = load_out(session, accepted.job) if accepted.replayed else to_out(accepted.job, [])
     session.commit()
-    response.headers["Location"] = f"/v1/jobs/{accepted.job.id}"
+    headers = {"Location": f"/v1/jobs/{accepted.job.id}"}
     if accepted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return out
+        headers["Idempotent-Replayed"] = "true"
+    return model_json(out, 202, headers)
 
 
 @router.get(
@@ -61,12 +62,14 @@ def list_jobs(
     cursor: Annotated[str | None, Query(
         max_length=64, pattern=r"^job_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
     )] = None,
-) -> JobList:
+) -> Response:
     jobs = repo.list_for_client(
         session, client.id, status=status.value if status else None, model=model, limit=limit + 1, before_id=cursor
     )
     page = list(jobs[:limit])
-    return JobList(data=load_many(session, page), next_cursor=page[-1].id if len(jobs) > limit else None)
+    out = JobList(data=load_many(session, page), next_cursor=page[-1].id if len(jobs) > limit else None)
+    finish_reading(session)
+    return model_json(out)
 
 
 @router.get(
@@ -76,8 +79,12 @@ def list_jobs(
     summary="Get one job",
     responses=problem_responses(401, 404, 503),
 )
-def get_job(job_id: str, session: SessionDep, client: ClientDep) -> JobOut:
-    return load_out(session, service.get_owned(session, client, job_id))
+def get_job(job_id: str, session: SessionDep, client: ClientDep) -> Response:
+    out = view_owned(session, client.id, job_id)
+    finish_reading(session)
+    if out is None:
+        raise NotFound(f"no job {job_id}")
+    return model_json(out)
 
 
 @router.post(
@@ -109,4 +116,6 @@ def list_events(
 ) -> JobEventList:
     service.get_owned(session, client, job_id)
     events = repo.events_for(session, job_id, after, limit)
-    return JobEventList(data=[JobEventOut.model_validate(e, from_attributes=True) for e in events])
+    out = JobEventList(data=[JobEventOut.model_validate(e, from_attributes=True) for e in events])
+    finish_reading(session)
+    return out

@@ -7,17 +7,22 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.core.db import AnyRow, affected, table
 from app.jobs.models import Job, TimelineEvent
-from app.jobs.states import ACTIVE, JobStatus
+from app.jobs.states import ACTIVE, JobStatus, Timeline
 
 jobs = table(Job)
+events = table(TimelineEvent)
+
+
+_OWNED = select(Job).where(Job.id == bindparam("job_id"), Job.client_id == bindparam("client_id"))
 
 
 def get_for_client(session: Session, client_id: str, job_id: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.id == job_id, Job.client_id == client_id))
+    return session.scalar(_OWNED, {"job_id": job_id, "client_id": client_id})
 
 
 def get(session: Session, job_id: str) -> Job | None:
@@ -71,6 +76,59 @@ def guarded_update(
         update(Job).where(*conditions).values(**values).execution_options(synchronize_session=False)
     )
     return affected(result) == 1
+
+
+def _new_job_statement() -> Any:
+    """INSERT a job (every column a bound parameter) skipping a conflicting idempotency
+    key, then its first event from the row it returns: built once, compiled once."""
+    new_job = (
+        pg_insert(jobs).values({c.name: bindparam(f"j_{c.name}", type_=c.type) for c in jobs.columns})
+        .on_conflict_do_nothing(index_elements=[jobs.c.client_id, jobs.c.idempotency_key])
+        .returning(jobs.c.id)
+        .cte("new_job")
+    )
+    fields = ["type", "status", "message", "data", "created_at"]
+    return insert(events).from_select(
+        ["job_id", *fields],
+        select(new_job.c.id, *(bindparam(f"e_{name}", type_=events.c[name].type) for name in fields)),
+    ).returning(events.c.job_id)
+
+
+_NEW_JOB = _new_job_statement()
+_ATTRIBUTE_OF = {attr.columns[0].name: attr.key for attr in Job.__mapper__.column_attrs}
+
+
+def _default(column: Any) -> Any:
+    default = column.default
+    if default is None:
+        return None
+    # Callable defaults (utcnow, dict, list) take SQLAlchemy's execution context; none reads it.
+    return default.arg(None) if default.is_callable else default.arg
+
+
+def _row_values(job: Job) -> dict[str, Any]:
+    """Every column's value for a transient job: what it was given, else the column's default."""
+    given = vars(job)
+    return {
+        column.name: given[_ATTRIBUTE_OF[column.name]] if _ATTRIBUTE_OF[column.name] in given else _default(column)
+        for column in jobs.columns
+    }
+
+
+def insert_new(session: Session, job: Job, message: str) -> bool:
+    """Insert a new (transient) job and its first timeline event; False when the client
+    already has a job with this idempotency key. On Postgres it is one statement (the
+    insert skips a conflicting key instead of failing, and the event follows the row
+    it returns); elsewhere two, and a conflict raises IntegrityError."""
+    values = _row_values(job)
+    event = {"type": Timeline.STATUS.value, "status": job.status, "message": message, "data": {},
+             "created_at": job.created_at}
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(jobs), values)
+        session.execute(insert(events), {"job_id": job.id, **event})
+        return True
+    params = {f"j_{name}": value for name, value in values.items()} | {f"e_{k}": v for k, v in event.items()}
+    return session.execute(_NEW_JOB, params).scalar() is not None
 
 
 def add_event(

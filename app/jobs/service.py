@@ -78,17 +78,17 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
     job_input = validate_input(session, client, spec, body)
     webhook_url = _webhook_url(client, body.webhook_url)
     job = _new_job(client, spec, body, job_input, webhook_url, idempotency_key, print_)
-    session.add(job)
     try:
-        session.flush()
+        inserted = repo.insert_new(session, job, "accepted")
     except IntegrityError:
-        # Another request with this key won the insert between our look-up and ours.
         session.rollback()
+        inserted = False
+    if not inserted:
+        # Another request with this key won the insert between our look-up and ours.
         existing = repo.get_by_idempotency_key(session, client.id, idempotency_key) if idempotency_key else None
         if existing is None:
-            raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress") from None
+            raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
         return _replay(existing, print_)
-    repo.add_event(session, job.id, Timeline.STATUS, job.created_at, status=JobStatus.QUEUED.value, message="accepted")
     for warning in adapter_for(spec).input_warnings(spec, job_input):
         repo.add_event(session, job.id, Timeline.INPUT_WARNING, job.created_at, message=warning.message,
                        data={"field": f"input.{warning.field}", "code": warning.code})

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
 
+from sqlalchemy import bindparam, case, func, literal_column, select, true
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from app.artifacts import repository as artifacts_repo
 from app.artifacts.models import Artifact
 from app.artifacts.schemas import ArtifactOut
+from app.core.db import table
 from app.core.settings import get_settings
 from app.jobs.models import Job
 from app.jobs.schemas import JobError, JobOut, UpstreamOut
+from app.webhooks import repository as webhook_repo
+from app.webhooks.models import WebhookDelivery
 from app.webhooks.repository import webhook_state
 from app.webhooks.schemas import WebhookStateOut
 
@@ -20,7 +27,9 @@ def artifact_url(job_id: str, name: str) -> str:
     return f"{get_settings().public_base_url}/v1/jobs/{job_id}/artifacts/{name}"
 
 
-def to_out(job: Job, artifacts: Sequence[Artifact], webhook: WebhookStateOut | None = None) -> JobOut:
+def to_out(job: Any, artifacts: Sequence[Any], webhook: WebhookStateOut | None = None) -> JobOut:
+    """The caller's view of a job: `job` and each artifact are read by attribute (an ORM
+    row, or a Core row whose columns carry the attribute names)."""
     error = None
     if job.error_code:
         error = JobError(code=job.error_code, message=job.error_message or job.error_code, source=job.error_source)
@@ -53,6 +62,65 @@ def to_out(job: Job, artifacts: Sequence[Artifact], webhook: WebhookStateOut | N
         updated_at=job.updated_at,
         completed_at=job.completed_at,
     )
+
+
+def view_owned(session: Session, client_id: str, job_id: str) -> JobOut | None:
+    """The client's job as `GET /v1/jobs/{id}` shows it, or None if it has no such job.
+    On Postgres one statement reads the job, its artifacts and its webhook state."""
+    if session.get_bind().dialect.name != "postgresql":
+        from app.jobs.repository import get_for_client
+
+        job = get_for_client(session, client_id, job_id)
+        return None if job is None else load_out(session, job)
+    row = session.execute(_OWNED_VIEW, {"job_id": job_id, "client_id": client_id}).first()
+    if row is None:
+        return None
+    webhook = None
+    if row.w_status is not None:
+        webhook = WebhookStateOut(
+            state=webhook_repo.state_of(row.w_status, row.w_attempts, row.w_last_error),
+            event_type=row.w_event_type, attempts=row.w_attempts,
+            next_attempt_at=row.w_next_attempt_at if row.w_status == webhook_repo.PENDING else None,
+            last_status_code=row.w_last_status_code, last_error=row.w_last_error,
+        )
+    artifacts = [SimpleNamespace(**a) for a in row.artifacts]
+    return to_out(row, artifacts, webhook)
+
+
+def _owned_view() -> Any:
+    jobs = table(Job)
+    stored, deliveries = table(Artifact), table(WebhookDelivery)
+    pairs: list[Any] = []
+    for name in ("name", "content_type", "size_bytes", "sha256", "expires_at", "deleted_at"):
+        pairs += [literal_column(f"'{name}'"), stored.c[name]]
+    artifact = func.json_build_object(*pairs)
+    artifacts = (
+        select(func.coalesce(func.json_agg(aggregate_order_by(artifact, stored.c.created_at)),
+                             literal_column("'[]'::json")).label("artifacts"))
+        .where(stored.c.job_id == jobs.c.id)
+        .lateral("a")
+    )
+    # The delivery that matters now: the first still pending, else the latest (as
+    # webhooks.repository.webhook_state picks it for lists).
+    pending = deliveries.c.status == webhook_repo.PENDING
+    webhook = (
+        select(*(deliveries.c[name].label(f"w_{name}") for name in (
+            "status", "event_type", "attempts", "next_attempt_at", "last_status_code", "last_error")))
+        .where(deliveries.c.job_id == jobs.c.id, deliveries.c.status != webhook_repo.SUPERSEDED)
+        .order_by(pending.desc(), case((pending, deliveries.c.seq)).asc(), deliveries.c.seq.desc())
+        .limit(1)
+        .lateral("w")
+    )
+    columns = [jobs.c[column.name].label(attribute) for attribute, column in _JOB_ATTRIBUTES]
+    return (
+        select(*columns, artifacts.c.artifacts, *webhook.c)
+        .select_from(jobs.outerjoin(artifacts, true()).outerjoin(webhook, true()))
+        .where(jobs.c.id == bindparam("job_id"), jobs.c.client_id == bindparam("client_id"))
+    )
+
+
+_JOB_ATTRIBUTES = [(attr.key, attr.columns[0]) for attr in Job.__mapper__.column_attrs]
+_OWNED_VIEW = _owned_view()
 
 
 def load_out(session: Session, job: Job, *, with_webhook: bool = True) -> JobOut:

@@ -274,17 +274,19 @@ def get(session: Session, delivery_id: str) -> WebhookDelivery | None:
 
 
 def delivery_state(d: WebhookDelivery) -> DeliveryState:
-    if d.status == PENDING and d.attempts > 0 and d.last_error is not None:
+    return state_of(d.status, d.attempts, d.last_error)
+
+
+def state_of(status: str, attempts: int, last_error: str | None) -> DeliveryState:
+    """`status`, except `retrying` while a failed delivery waits for its next attempt."""
+    if status == PENDING and attempts > 0 and last_error is not None:
         return "retrying"
-    return cast(DeliveryState, d.status)
+    return cast(DeliveryState, status)
 
 
-def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, WebhookStateOut]:
-    """Per job, the delivery that matters now: the first one still pending (everything
-    after it waits for it), else the latest (usually the terminal event)."""
-    ids = list(job_ids)
-    if not ids:
-        return {}
+def _state_of_jobs() -> Any:
+    """Built once: every job view reads it, and building the subquery's columns costs more
+    than running it."""
     pick = (
         select(
             WebhookDelivery.job_id,
@@ -293,15 +295,25 @@ def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, Webhook
                 func.max(case((WebhookDelivery.status != SUPERSEDED, WebhookDelivery.seq))),
             ).label("seq"),
         )
-        .where(WebhookDelivery.job_id.in_(ids))
+        .where(WebhookDelivery.job_id.in_(bindparam("ids", expanding=True)))
         .group_by(WebhookDelivery.job_id)
         .subquery()
     )
-    rows = session.scalars(
-        select(WebhookDelivery).join(
-            pick, and_(WebhookDelivery.job_id == pick.c.job_id, WebhookDelivery.seq == pick.c.seq)
-        )
+    return select(WebhookDelivery).join(
+        pick, and_(WebhookDelivery.job_id == pick.c.job_id, WebhookDelivery.seq == pick.c.seq)
     )
+
+
+_STATE_OF_JOBS = _state_of_jobs()
+
+
+def webhook_state(session: Session, job_ids: Iterable[str]) -> dict[str, WebhookStateOut]:
+    """Per job, the delivery that matters now: the first one still pending (everything
+    after it waits for it), else the latest (usually the terminal event)."""
+    ids = list(job_ids)
+    if not ids:
+        return {}
+    rows = session.scalars(_STATE_OF_JOBS, {"ids": ids})
     out = {}
     for d in rows:
         out[d.job_id] = WebhookStateOut(

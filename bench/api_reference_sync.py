@@ -1,0 +1,108 @@
+"""The synchronous twin of `bench/api_reference.py` (see there): the same SQL, in plain
+`def` endpoints over psycopg's synchronous pool and redis-py, like the gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
+
+DSN = os.environ["COMETJOBS_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+BROKER = os.environ["COMETJOBS_BROKER_URL"]
+state: dict[str, Any] = {}
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+    state["pool"] = ConnectionPool(DSN, min_size=10, max_size=20, open=True)
+    state["redis"] = redis.Redis.from_url(BROKER)
+    yield
+    state["pool"].close()
+    state["redis"].close()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+class JobIn(BaseModel):
+    model: str
+    input: dict[str, Any]
+
+
+def _client_id(request: Request, conn: Any) -> str | None:
+    token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    row = conn.execute("SELECT id FROM clients WHERE api_key_hash = %s", (digest,)).fetchone()
+    return row[0] if row else None
+
+
+@app.post("/v1/jobs", status_code=202)
+def create(body: JobIn, request: Request) -> Response:
+    now = datetime.now(UTC)
+    job_id = "job_" + secrets.token_hex(13)
+    with state["pool"].connection() as conn:
+        client_id = _client_id(request, conn)
+        if client_id is None:
+            return JSONResponse({"code": "unauthorized"}, status_code=401)
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO jobs (id, client_id, model, family, kind, input, metadata, webhook_events, "
+                "storage_prefix, status, progress, submit_attempts, collect_attempts, poll_count, poll_errors, "
+                "due_at, created_at, updated_at, status_changed_at, progress_at) VALUES (%s, %s, %s, 'sora', "
+                "'video', %s, '{}', '[]', %s, 'queued', 0, 0, 0, 0, 0, %s, %s, %s, %s, %s)",
+                (job_id, client_id, body.model, Jsonb(body.input), f"{client_id}/{job_id}",
+                 now + timedelta(seconds=15), now, now, now, now),
+            )
+            conn.execute(
+                "INSERT INTO job_events (job_id, type, status, message, data, created_at) "
+                "VALUES (%s, 'status', 'queued', 'accepted', '{}', %s)", (job_id, now),
+            )
+    state["redis"].lpush("bench-reference-submit", json.dumps({"task": "submit", "args": [job_id]}))
+    return JSONResponse({"id": job_id, "status": "queued", "model": body.model, "input": body.input},
+                        status_code=202)
+
+
+@app.get("/v1/jobs/{job_id}")
+def get(job_id: str, request: Request) -> Response:
+    with state["pool"].connection() as conn:
+        client_id = _client_id(request, conn)
+        if client_id is None:
+            return JSONResponse({"code": "unauthorized"}, status_code=401)
+        row = conn.execute(
+            "SELECT id, model, status, progress, input, metadata, created_at, updated_at FROM jobs "
+            "WHERE id = %s AND client_id = %s", (job_id, client_id)).fetchone()
+        if row is None:
+            return JSONResponse({"code": "not_found"}, status_code=404)
+        events = conn.execute(
+            "SELECT id, type, status, created_at FROM job_events WHERE job_id = %s ORDER BY id", (job_id,)
+        ).fetchall()
+    return JSONResponse({
+        "id": row[0], "model": row[1], "status": row[2], "progress": row[3], "input": row[4], "metadata": row[5],
+        "created_at": row[6].isoformat(), "updated_at": row[7].isoformat(),
+        "events": [{"id": e[0], "type": e[1], "status": e[2], "created_at": e[3].isoformat()} for e in events],
+    })
+
+
+@app.get("/v1/jobs")
+def list_jobs(request: Request, limit: int = 50) -> Response:
+    with state["pool"].connection() as conn:
+        client_id = _client_id(request, conn)
+        if client_id is None:
+            return JSONResponse({"code": "unauthorized"}, status_code=401)
+        rows = conn.execute(
+            "SELECT id, model, status, progress, input, metadata, created_at FROM jobs WHERE client_id = %s "
+            "ORDER BY id DESC LIMIT %s", (client_id, min(limit, 200))).fetchall()
+    return JSONResponse({"data": [
+        {"id": r[0], "model": r[1], "status": r[2], "progress": r[3], "input": r[4], "metadata": r[5],
+         "created_at": r[6].isoformat()} for r in rows]})
