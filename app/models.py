@@ -1,9 +1,12 @@
 """Every table, imported in one place for Alembic and for tests."""
 
 from app.artifacts.models import Artifact, Upload
-from app.clients.models import Client
+from app.clients.models import Client, ClientSpend
 from app.core.db import Base
-from app.jobs.models import Job, TimelineEvent
+from app.jobs.models import DispatchState, Job, TimelineEvent, UpstreamLimit
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 
-__all__ = ["Artifact", "Base", "Client", "Job", "TimelineEvent", "Upload", "WebhookAttempt", "WebhookDelivery"]
+__all__ = [
+    "Artifact", "Base", "Client", "ClientSpend", "DispatchState", "Job", "TimelineEvent", "Upload", "UpstreamLimit",
+    "WebhookAttempt", "WebhookDelivery",
+]

@@ -3,8 +3,10 @@
     tick      every                    runs on        does
     poll      POLL_TICK                every replica  claims due polls, asks the upstream, writes back
     deliver   WEBHOOK_TICK             every replica  sends due webhook deliveries (retries)
+    dispatch  DISPATCH_TICK            the leader     grants free upstream slots, fairly (app/jobs/dispatch.py)
     sweep     SWEEP_INTERVAL           the leader     nudges overdue jobs, judges lost leases, deadlines
     expire    ARTIFACT_EXPIRY_TICK     the leader     deletes results past their retention
+    gauges    GAUGES_TICK              the leader     counts what the metrics show (jobs per state, ...)
 
 A tick is a loop in this process, not a Celery message: it costs no broker traffic,
 never shows in Flower, never runs twice at once within a process, cannot be starved
@@ -32,7 +34,7 @@ from app.artifacts import retention
 from app.core import aio, metrics, queue
 from app.core.leader import Leadership, leadership
 from app.core.settings import Settings, get_settings
-from app.jobs import poller, sweeper
+from app.jobs import dispatch, gauges, poller, sweeper
 from app.webhooks import service as webhooks
 
 log = structlog.get_logger("cometjobs.scheduler")
@@ -56,13 +58,25 @@ async def _expire(_settings: Settings) -> dict[str, int]:
     return await asyncio.to_thread(retention.expire_due)
 
 
+async def _dispatch(_settings: Settings) -> dict[str, int]:
+    return await asyncio.to_thread(dispatch.dispatch)
+
+
+async def _gauges(_settings: Settings) -> dict[str, int]:
+    return await asyncio.to_thread(gauges.refresh)
+
+
 def default_ticks(settings: Settings) -> list[Tick]:
-    return [
+    ticks = [
         Tick("poll", settings.poll_tick.total_seconds(), poller.poll_tick),
         Tick("deliver", settings.webhook_tick.total_seconds(), webhooks.deliver_tick),
         Tick("sweep", settings.sweep_interval.total_seconds(), _sweep, leader_only=True),
         Tick("expire", settings.artifact_expiry_tick.total_seconds(), _expire, leader_only=True),
+        Tick("gauges", settings.gauges_tick.total_seconds(), _gauges, leader_only=True),
     ]
+    if settings.dispatch == "fair":
+        ticks.append(Tick("dispatch", settings.dispatch_tick.total_seconds(), _dispatch, leader_only=True))
+    return ticks
 
 
 class Scheduler:

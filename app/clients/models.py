@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
@@ -28,6 +28,16 @@ class Client(Base):
     webhook_events: Mapped[list[str]] = mapped_column(JSONType, default=list)
     retention_days: Mapped[int | None] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fair share and quotas: its share of scarce upstream slots (weighted round robin),
+    # and what it may have queued, submit per minute (a token bucket of `rate_burst`)
+    # and spend per UTC day. None: no limit.
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_queued: Mapped[int | None] = mapped_column(Integer)
+    rate_per_minute: Mapped[float | None] = mapped_column(Float)
+    rate_burst: Mapped[int | None] = mapped_column(Integer)
+    daily_budget: Mapped[float | None] = mapped_column(Float)
+    # The dispatcher's virtual time for this client (start-time fair queuing).
+    fair_vtime: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -35,3 +45,13 @@ class Client(Base):
     def disabled_webhook_urls(self) -> set[str]:
         """URLs that answered 410 Gone: nothing is sent to them until re-enabled."""
         return set((self.settings or {}).get("disabled_webhook_urls", []))
+
+
+class ClientSpend(Base):
+    """What a client's accepted jobs cost on one UTC day, against its `daily_budget`."""
+
+    __tablename__ = "client_spend"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    spent: Mapped[float] = mapped_column(Float, default=0.0)

@@ -36,9 +36,22 @@ class NewClient:
     api_key: str
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A client's share and quotas (None: unlimited); see `set_limits`."""
+
+    weight: int = 1
+    max_queued: int | None = None
+    rate_per_minute: float | None = None
+    rate_burst: int | None = None
+    daily_budget: float | None = None
+
+
 def create(
     session: Session, name: str, *, webhook_url: str | None = None, is_admin: bool = False,
-    webhook_events: list[str] | None = None, api_key: str | None = None,
+    webhook_events: list[str] | None = None, api_key: str | None = None, weight: int = 1,
+    max_queued: int | None = None, rate_per_minute: float | None = None, rate_burst: int | None = None,
+    daily_budget: float | None = None,
 ) -> NewClient:
     key = api_key or KEY_PREFIX + secrets.token_urlsafe(32)
     client = Client(
@@ -51,6 +64,11 @@ def create(
         webhook_secret=new_secret(),
         webhook_events=webhook_events or [],
         settings={},
+        weight=weight,
+        max_queued=max_queued,
+        rate_per_minute=rate_per_minute,
+        rate_burst=rate_burst,
+        daily_budget=daily_budget,
     )
     session.add(client)
     session.flush()

@@ -78,6 +78,25 @@ TASK_SECONDS = Histogram(
     "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS
 )
 
+UPSTREAM_IN_FLIGHT = Gauge(
+    "cometjobs_upstream_in_flight", "Upstream tasks holding a slot, by model (the dispatcher's count)", ["model"],
+    multiprocess_mode="livemax",
+)
+UPSTREAM_CAP = Gauge(
+    "cometjobs_upstream_cap", "A model's effective cap on tasks in flight (-1: none)", ["model"],
+    multiprocess_mode="livemax",
+)
+UPSTREAM_THROTTLED = Counter(
+    "cometjobs_upstream_throttled_total", "Create calls the upstream answered 429 (the model's concurrency halves)",
+    ["model"],
+)
+QUEUE_WAIT = Histogram(
+    "cometjobs_queue_wait_seconds", "Time from acceptance to the upstream create call, by client", ["client"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+QUEUED_JOBS = Gauge(
+    "cometjobs_queued_jobs", "Jobs waiting for an upstream slot, by client", ["client"], multiprocess_mode="livemax",
+)
 TICK_RUNS = Counter(
     "cometjobs_tick_runs_total", "Scheduler tick rounds by tick and outcome (ok, error)", ["tick", "outcome"]
 )

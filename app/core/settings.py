@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     upstream_read_timeout: Duration = timedelta(seconds=60)
     upstream_max_connections: int = 200
 
+    # Dispatch: `fair` grants upstream slots through the scheduler's dispatcher (caps,
+    # fair share, learned concurrency); `fifo` submits every job at once, as it arrives.
+    dispatch: Literal["fair", "fifo"] = "fair"
+    dispatch_tick: Duration = timedelta(seconds=0.5)
+    # How often the scheduler's leader recounts the gauges it exports (jobs per state, ...).
+    gauges_tick: Duration = timedelta(seconds=15)
+    # Slots one dispatch round may grant (a bound on each round's work).
+    dispatch_batch_size: int = Field(200, ge=1)
+    # Upstream tasks in flight for the whole CometAPI account; 0: no cap.
+    upstream_max_in_flight: int = Field(0, ge=0)
+
     # Submit
     queue_nudge_after: Duration = timedelta(seconds=15)
     submit_lease: Duration = timedelta(seconds=120)

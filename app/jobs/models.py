@@ -3,11 +3,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
 from app.core.db import Base, JSONType
+
+# A job holds one of its model's upstream slots from the dispatcher's grant until its
+# upstream task is finished (or the job ends).
+IN_FLIGHT_SQL = "status IN ('submitting', 'running') OR (status = 'queued' AND slot_at IS NOT NULL)"
 
 
 class Job(Base):
@@ -27,6 +42,13 @@ class Job(Base):
         Index("ix_jobs_status_due_at", "status", "due_at"),
         Index("ix_jobs_status_timeout_at", "status", "timeout_at"),
         Index("ix_jobs_parent_job_id", "parent_job_id"),
+        # The dispatcher's two reads, on live rows only: who waits for a slot (per client,
+        # by priority then age), and what holds one (per model).
+        Index("ix_jobs_waiting", "client_id", "priority", "id",
+              postgresql_where=text("status = 'queued' AND slot_at IS NULL"),
+              sqlite_where=text("status = 'queued' AND slot_at IS NULL")),
+        Index("ix_jobs_in_flight", "model",
+              postgresql_where=text(IN_FLIGHT_SQL), sqlite_where=text(IN_FLIGHT_SQL)),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -45,6 +67,14 @@ class Job(Base):
     storage_prefix: Mapped[str] = mapped_column(String(200))
 
     status: Mapped[str] = mapped_column(String(16))
+    # 0 high, 1 normal, 2 low: the order within its client when slots are scarce.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    # When the dispatcher gave it an upstream slot (it may be submitted from then on), and
+    # what it cost its client's daily budget.
+    slot_at: Mapped[datetime | None]
+    cost: Mapped[float | None] = mapped_column(Float)
+    # Nudges the sweeper sent since the job's last step: each waits twice as long.
+    nudges: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     progress: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[str | None] = mapped_column(String(80))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -90,3 +120,25 @@ class TimelineEvent(Base):
     message: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UpstreamLimit(Base):
+    """A model's effective concurrency, learned from the upstream's 429s (AIMD): halved on
+    a throttled create, grown by about one per round of successful creates. None: no
+    learned limit (only the catalogue's cap applies)."""
+
+    __tablename__ = "upstream_limits"
+
+    model: Mapped[str] = mapped_column(String(120), primary_key=True)
+    concurrency: Mapped[float | None] = mapped_column(Float)
+    throttled_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DispatchState(Base):
+    """The dispatcher's own numbers that must survive it (the system virtual time)."""
+
+    __tablename__ = "dispatch_state"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -252,7 +252,7 @@ def _poll_answered(
             session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
             values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
                     "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
-                    "poll_count": row.poll_count + 1},
+                    "poll_count": row.poll_count + 1, "nudges": 0},
         ):
             enqueue(session, TaskName.COLLECT_JOB, row.id)
     elif result.state is UpstreamState.FAILED:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from app.core.db import AnyRow, affected, table
-from app.jobs.models import Job, TimelineEvent
+from app.jobs.models import IN_FLIGHT_SQL, Job, TimelineEvent
 from app.jobs.states import ACTIVE, JobStatus, Timeline
 
 jobs = table(Job)
@@ -65,9 +66,10 @@ def guarded_update(
     *,
     lease_token: str | None = None,
     due_is_set: bool = False,
+    where: Iterable[ColumnElement[bool]] = (),
 ) -> bool:
     """`UPDATE jobs ... WHERE id = :id AND status IN (:expected)`; True if this call won."""
-    conditions = [Job.id == job_id, Job.status.in_([s.value for s in expected])]
+    conditions = [Job.id == job_id, Job.status.in_([s.value for s in expected]), *where]
     if lease_token is not None:
         conditions.append(Job.lease_token == lease_token)
     if due_is_set:
@@ -173,6 +175,14 @@ POLL_COLUMNS = (
 )
 
 
+def backed_off(now: datetime, base: timedelta, steps: int = 6) -> Any:
+    """`now + base * 2^(nudges + 1)` (at most 2^steps), row by row: each nudge of the same
+    job waits twice as long as the one before, so a backlog of messages nobody consumes
+    yet does not grow by one per job per sweep."""
+    return case(*((Job.nudges == n, now + base * 2 ** (n + 1)) for n in range(steps - 1)),
+                else_=now + base * 2**steps)
+
+
 def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> Sequence[AnyRow]:
     """Claim up to `limit` running jobs whose poll is due, pushing `due_at` to the lease.
 
@@ -228,12 +238,13 @@ def claim_ids(
     now: datetime,
     limit: int,
     values: dict[str, Any],
+    where: Iterable[ColumnElement[bool]] = (),
 ) -> list[str]:
     """Claim active jobs whose `column` instant has passed, applying `values` to them."""
     status_values = [s.value for s in statuses]
     due = (
         select(Job.id)
-        .where(Job.status.in_(status_values), column <= now)
+        .where(Job.status.in_(status_values), column <= now, *where)
         .order_by(column)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -249,6 +260,87 @@ def claim_ids(
     return list(session.scalars(stmt))
 
 
+_IN_FLIGHT = (
+    select(Job.model, func.count()).where(text(IN_FLIGHT_SQL)).group_by(Job.model)
+)
+
+
+def in_flight_counts(session: Session) -> dict[str, int]:
+    """Upstream slots held, per model (served by the partial index ix_jobs_in_flight)."""
+    return {model: count for model, count in session.execute(_IN_FLIGHT)}
+
+
+# The clients with jobs waiting for a slot, found by skipping through the partial index
+# (one probe per client, not one row per waiting job), each with its first jobs.
+_WAITING_PG = text("""
+WITH RECURSIVE waiting AS (
+    (SELECT client_id FROM jobs WHERE status = 'queued' AND slot_at IS NULL ORDER BY client_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.client_id FROM jobs j
+            WHERE j.status = 'queued' AND j.slot_at IS NULL AND j.client_id > w.client_id
+            ORDER BY j.client_id LIMIT 1)
+    FROM waiting w WHERE w.client_id IS NOT NULL
+)
+SELECT c.id AS client_id, c.weight, c.fair_vtime, j.id, j.model, j.family, j.priority, j.created_at, j.due_at
+FROM waiting w
+JOIN clients c ON c.id = w.client_id
+CROSS JOIN LATERAL (
+    SELECT id, model, family, priority, created_at, due_at FROM jobs
+    WHERE client_id = w.client_id AND status = 'queued' AND slot_at IS NULL
+      AND (due_at IS NULL OR due_at <= :now)
+    ORDER BY priority, id
+    LIMIT :per_client
+) j
+""")
+
+
+def waiting_candidates(session: Session, now: datetime, per_client: int) -> list[Any]:
+    """Jobs due for a slot: each waiting client's first `per_client`, by priority then age."""
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.execute(_WAITING_PG, {"now": now, "per_client": per_client}))
+    from app.clients.models import Client
+
+    waiting = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
+    due = Job.due_at.is_(None) | (Job.due_at <= now)
+    rows = []
+    for client_id in session.scalars(select(Job.client_id).where(waiting).distinct()):
+        client = session.get(Client, client_id)
+        for job in session.execute(
+            select(Job.id, Job.model, Job.family, Job.priority, Job.created_at, Job.due_at)
+            .where(waiting, due, Job.client_id == client_id).order_by(Job.priority, Job.id).limit(per_client)
+        ):
+            rows.append(SimpleNamespace(
+                client_id=client_id, weight=client.weight if client else 1,
+                fair_vtime=client.fair_vtime if client else 0.0, **job._asdict(),
+            ))
+    return rows
+
+
+def grant_slots(session: Session, job_ids: list[str], now: datetime, nudge_at: datetime) -> set[str]:
+    """Give these waiting jobs their slot; the ids that were still waiting."""
+    if not job_ids:
+        return set()
+    granted = session.scalars(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.QUEUED.value, Job.slot_at.is_(None))
+        .values(slot_at=now, due_at=nudge_at, nudges=0, updated_at=now)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(granted)
+
+
+def set_client_vtimes(session: Session, vtimes: dict[str, float]) -> None:
+    from app.clients.models import Client
+
+    if vtimes:
+        session.execute(
+            update(table(Client)).where(table(Client).c.id == bindparam("b_id"))
+            .values(fair_vtime=bindparam("b_vtime")),
+            [{"b_id": client_id, "b_vtime": vtime} for client_id, vtime in vtimes.items()],
+        )
+
+
 def claim_collect(session: Session, job_id: str, token: str, now: datetime, lease_until: datetime) -> bool:
     """Take the collecting job's lease: free, or expired (its collector died)."""
     result = session.execute(
@@ -258,7 +350,8 @@ def claim_collect(session: Session, job_id: str, token: str, now: datetime, leas
             Job.status == JobStatus.COLLECTING.value,
             or_(Job.lease_token.is_(None), Job.due_at <= now),
         )
-        .values(lease_token=token, due_at=lease_until, collect_attempts=Job.collect_attempts + 1, updated_at=now)
+        .values(lease_token=token, due_at=lease_until, collect_attempts=Job.collect_attempts + 1, updated_at=now,
+                nudges=0)
         .execution_options(synchronize_session=False)
     )
     return affected(result) == 1

@@ -30,6 +30,10 @@ class JobCreate(BaseModel):
     webhook_events: list[EVENT_TYPES] | None = Field(
         None, max_length=2, description="Non-terminal events to receive for this job, besides the terminal ones."
     )
+    priority: Literal["high", "normal", "low"] = Field(
+        "normal", description="When upstream slots are scarce: the order among this client's own waiting jobs "
+        "(then oldest first). Other clients' jobs are not affected: they share slots by weight.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
         description="Your own data, echoed back: at most 16 KiB as compact JSON (COMETJOBS_MAX_METADATA_BYTES).",
@@ -66,6 +70,7 @@ class JobOut(BaseModel):
     family: str
     kind: str
     status: JobStatus
+    priority: Literal["high", "normal", "low"] = "normal"
     progress: int
     input: dict[str, Any]
     metadata: dict[str, Any]

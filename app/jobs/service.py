@@ -25,7 +25,7 @@ from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
-from app.jobs.states import ACTIVE, TERMINAL, ErrorSource, JobStatus, Timeline
+from app.jobs.states import ACTIVE, PRIORITIES, TERMINAL, ErrorSource, JobStatus, Timeline
 from app.jobs.transitions import fail
 from app.providers.base import ModelSpec, ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
@@ -92,7 +92,8 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
     for warning in adapter_for(spec).input_warnings(spec, job_input):
         repo.add_event(session, job.id, Timeline.INPUT_WARNING, job.created_at, message=warning.message,
                        data={"field": f"input.{warning.field}", "code": warning.code})
-    enqueue(session, TaskName.SUBMIT_JOB, job.id)
+    if job.slot_at is not None:  # FIFO dispatch: submitted at once; otherwise the dispatcher nudges
+        enqueue(session, TaskName.SUBMIT_JOB, job.id)
     metrics.job_created(spec.id, session)
     return Accepted(job, replayed=False)
 
@@ -134,6 +135,8 @@ def _new_job(
     idempotency_key: str | None, print_: str,
 ) -> Job:
     now = utcnow()
+    settings = get_settings()
+    fifo = settings.dispatch == "fifo"
     job_id = new_id("job")
     queue_deadline = now + timedelta(seconds=spec.queue_deadline)
     deadline = now + timedelta(seconds=spec.absolute_deadline)
@@ -152,8 +155,13 @@ def _new_job(
         parent_job_id=job_input.get("remix_of") or job_input.get("parent_job_id"),
         storage_prefix=f"{client.id}/{job_id}/{secrets.token_urlsafe(12)}",
         status=JobStatus.QUEUED.value,
+        priority=PRIORITIES.index(body.priority),
         progress=0,
-        due_at=now + get_settings().queue_nudge_after,
+        cost=spec.price or None,
+        # FIFO: the slot comes with the job, and `due_at` is when the sweeper nudges again.
+        # Fair: `due_at` is when the job may be dispatched (now).
+        slot_at=now if fifo else None,
+        due_at=now + settings.queue_nudge_after if fifo else now,
         queue_deadline_at=queue_deadline,
         deadline_at=deadline,
         timeout_at=min(queue_deadline, deadline),

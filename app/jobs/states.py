@@ -49,9 +49,13 @@ class Timeline(StrEnum):
     LATE_FAILURE = "late_failure"
     LATE_WATCH_ENDED = "late_watch_ended"
     ARTIFACTS_DELETED = "artifacts_deleted"
+    SLOT_WAIT = "slot_wait"
+    THROTTLED = "throttled"
     # Something in an accepted input the upstream may not do as the caller expects.
     INPUT_WARNING = "input_warning"
 
+
+PRIORITIES = ("high", "normal", "low")  # stored as 0, 1, 2
 
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.TIMED_OUT})
 ACTIVE = frozenset(set(JobStatus) - TERMINAL)

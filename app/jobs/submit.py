@@ -30,6 +30,7 @@ from app.core.queue import enqueue
 from app.core.retry import with_db_retry
 from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
+from app.jobs import dispatch
 from app.jobs import repository as repo
 from app.jobs.models import Job
 from app.jobs.states import ErrorSource, JobStatus, Timeline
@@ -123,15 +124,17 @@ def submit(job_id: str) -> str:
         job = repo.get(session, job_id)
         if job is None or job.status != JobStatus.QUEUED:
             return "skipped"
-        # No "not yet due" check here: the sweeper pushes `due_at` forward when it nudges, and
-        # only it nudges a retry, once the backoff has passed.
+        # No "not yet due" check here: only the dispatcher's grant (or the sweeper's nudge of a
+        # granted job) sends this, once any backoff has passed. Without a slot, no create call.
         claimed = move(
             session, job_id, expected=[JobStatus.QUEUED], to=JobStatus.SUBMITTING, now=now,
             values={
                 "lease_token": token,
                 "due_at": now + settings.submit_lease,
                 "submit_attempts": Job.submit_attempts + 1,
+                "nudges": 0,
             },
+            where=[Job.slot_at.is_not(None)],
         )
         job = repo.get(session, job_id) if claimed else None
         if job is None:
@@ -221,6 +224,9 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
                         "due_at": first_poll_at(spec, now), "progress_at": now, "stall_deadline_at": stall,
                         "timeout_at": min(stall, job.deadline_at) if job.deadline_at else stall},
             )
+        if get_settings().dispatch == "fair":
+            dispatch.created(session, job.model, now)
+        metrics.QUEUE_WAIT.labels(client=job.client_id).observe(max(0.0, (now - job.created_at).total_seconds()))
         if not moved:
             # Canceled (or judged lost) while the call was in flight: keep the orphan on record.
             repo.add_event(
@@ -245,11 +251,28 @@ def _upstream_error(job: Job, token: str, exc: UpstreamError, settings: Settings
                 "not resubmitted, to avoid a duplicate charge",
             )
             return "failed"
-        if exc.retryable and job.submit_attempts < settings.submit_max_attempts:
-            delay = retry_policy(settings).delay(job.submit_attempts, exc.retry_after)
+        fair = settings.dispatch == "fair"
+        if exc.status == 429 and fair:
+            # Throttled: nothing was created, and the upstream said it is full. The model's
+            # concurrency halves, the job gives its slot back and waits for another; a throttle
+            # is not an attempt: only the queue deadline ends a job that keeps meeting 429s.
+            concurrency = dispatch.throttled(session, job.model, now)
+            delay = retry_policy(settings).delay(1, exc.retry_after)
             move(
                 session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.QUEUED, now=now, lease_token=token,
-                values={"due_at": now + timedelta(seconds=delay), "lease_token": None},
+                values={"due_at": now + timedelta(seconds=delay), "lease_token": None, "slot_at": None,
+                        "submit_attempts": Job.submit_attempts - 1},
+                message=f"throttled by the upstream (429): {job.model} now takes {concurrency:g} at a time; "
+                f"waiting for a slot",
+            )
+            return "throttled"
+        if exc.retryable and job.submit_attempts < settings.submit_max_attempts:
+            delay = retry_policy(settings).delay(job.submit_attempts, exc.retry_after)
+            # Fair dispatch: the slot goes back and the retry waits its turn for another.
+            move(
+                session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.QUEUED, now=now, lease_token=token,
+                values={"due_at": now + timedelta(seconds=delay), "lease_token": None,
+                        **({"slot_at": None} if fair else {})},
                 message=f"create call failed ({exc.error_code}); retrying in {delay:.1f}s",
             )
             return "retry"

@@ -37,9 +37,14 @@ def sweep() -> dict[str, int]:
 
 
 def _nudge_queued(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    """A job holding a slot whose submit never started (its message was lost): nudge it
+    again, waiting twice as long each time. A job waiting for a slot is the dispatcher's."""
     with session_scope() as session:
-        for job_id in repo.claim_ids(session, [JobStatus.QUEUED], Job.due_at, now, settings.sweep_batch_size,
-                                     {"due_at": now + settings.queue_nudge_after}):
+        for job_id in repo.claim_ids(
+            session, [JobStatus.QUEUED], Job.due_at, now, settings.sweep_batch_size,
+            {"due_at": repo.backed_off(now, settings.queue_nudge_after), "nudges": Job.nudges + 1},
+            where=[Job.slot_at.is_not(None)],
+        ):
             enqueue(session, TaskName.SUBMIT_JOB, job_id)
             stats["submit_nudged"] += 1
 
@@ -60,8 +65,10 @@ def _judge_lost_submits(settings: Settings, now: datetime, stats: Counter[str]) 
 
 def _nudge_collecting(settings: Settings, now: datetime, stats: Counter[str]) -> None:
     with session_scope() as session:
-        for job_id in repo.claim_ids(session, [JobStatus.COLLECTING], Job.due_at, now, settings.sweep_batch_size,
-                                     {"due_at": now + settings.collect_lease, "lease_token": None}):
+        for job_id in repo.claim_ids(
+            session, [JobStatus.COLLECTING], Job.due_at, now, settings.sweep_batch_size,
+            {"due_at": repo.backed_off(now, settings.collect_lease), "lease_token": None, "nudges": Job.nudges + 1},
+        ):
             enqueue(session, TaskName.COLLECT_JOB, job_id)
             stats["collect_nudged"] += 1
 

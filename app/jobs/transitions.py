@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
@@ -49,9 +50,10 @@ def move(
     lease_token: str | None = None,
     message: str | None = None,
     data: dict[str, Any] | None = None,
+    where: Iterable[ColumnElement[bool]] = (),
 ) -> bool:
-    """Move the job if it is in one of `expected` (and holds `lease_token`); False if it
-    is not, i.e. another worker or the caller won the row."""
+    """Move the job if it is in one of `expected` (and holds `lease_token`, and meets
+    `where`); False if it is not, i.e. another worker or the caller won the row."""
     expected = tuple(expected)
     illegal = [src.value for src in expected if not can_move(src, to)]
     if illegal:
@@ -60,7 +62,7 @@ def move(
     if to in TERMINAL:
         update.update(completed_at=now, due_at=None, timeout_at=None, lease_token=None)
     previous = repo.status_since(session, job_id)
-    if not repo.guarded_update(session, job_id, expected, update, lease_token=lease_token):
+    if not repo.guarded_update(session, job_id, expected, update, lease_token=lease_token, where=where):
         return False
     repo.add_event(session, job_id, Timeline.STATUS, now, status=to.value, message=message, data=data)
     job = repo.get(session, job_id)

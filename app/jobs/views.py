@@ -17,6 +17,7 @@ from app.core.db import table
 from app.core.settings import get_settings
 from app.jobs.models import Job
 from app.jobs.schemas import JobError, JobOut, UpstreamOut
+from app.jobs.states import PRIORITIES
 from app.webhooks import repository as webhook_repo
 from app.webhooks.models import WebhookDelivery
 from app.webhooks.repository import webhook_state
@@ -39,6 +40,7 @@ def to_out(job: Any, artifacts: Sequence[Any], webhook: WebhookStateOut | None =
         family=job.family,
         kind=job.kind,
         status=job.status,
+        priority=PRIORITIES[job.priority] if job.priority is not None else "normal",
         progress=job.progress,
         input=job.input,
         metadata=job.meta or {},

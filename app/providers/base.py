@@ -113,6 +113,11 @@ class ModelSpec:
     # documented there, what we guessed (None: every call is documented).
     sources: tuple[str, ...] = ()
     unverified: str | None = None
+    # Upstream tasks of this model, and of its family, in flight at once (0: no cap);
+    # what one job of it costs, for daily budgets (0: free).
+    max_in_flight: int = 0
+    family_max_in_flight: int = 0
+    price: float = 0.0
 
     @property
     def verified(self) -> bool:

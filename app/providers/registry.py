@@ -29,6 +29,7 @@ _SECTIONS = ("kinds", "families", "models", "status_tables")
 _SPEC_FIELDS = {
     "family", "kind", "upstream_model", "poll_first_delay", "poll_interval", "poll_interval_max",
     "queue_deadline", "stall_deadline", "absolute_deadline", "unverified", "sources",
+    "max_in_flight", "family_max_in_flight", "price",
 }
 _NOT_OPTIONS = _SPEC_FIELDS | {"enabled", "status_tables"}
 
@@ -113,6 +114,10 @@ def load_catalog(extra: Path | None = None) -> dict[str, ModelSpec]:
             absolute_deadline=float(base["absolute_deadline"]),
             sources=sources,
             unverified=guessed,
+            max_in_flight=int(base.get("max_in_flight", 0)),
+            # A family's cap is the family's alone: only its [families.X] table sets it.
+            family_max_in_flight=int(families.get(base["family"], {}).get("family_max_in_flight", 0)),
+            price=float(base.get("price", 0.0)),
         )
     return specs
 

@@ -10,6 +10,8 @@ def test_a_job_goes_from_queued_to_succeeded_with_its_artifact(inproc):
     SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 40}, {"status": "completed"}])
     client = inproc.client()
     job_id = inproc.create_job(client)
+    assert inproc.publisher.of(TaskName.SUBMIT_JOB) == []  # it waits for the dispatcher's slot
+    assert inproc.dispatch()["granted"] == 1
     assert inproc.publisher.of(TaskName.SUBMIT_JOB) == [job_id]
 
     job = inproc.run_until_settled(job_id)

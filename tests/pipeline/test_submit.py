@@ -48,18 +48,19 @@ class TestCreated:
 
 
 class TestRefused:
-    def test_a_throttled_create_goes_back_to_queued_after_retry_after(self, inproc):
+    def test_a_throttled_create_gives_its_slot_back_and_waits_out_retry_after(self, inproc):
         SoraScript(inproc.upstream)
         inproc.upstream.route("POST", r"/v1/videos", lambda _r, _m: (_ for _ in ()).throw(
             UpstreamError("slow down", status=429, retryable=True, retry_after=30)))
         job_id = inproc.create_job(inproc.client())
 
-        assert inproc.submit(job_id) == "retry"
+        assert inproc.submit(job_id) == "throttled"
 
         job = inproc.job(job_id)
-        assert job.status == "queued"
+        assert (job.status, job.slot_at, job.submit_attempts) == ("queued", None, 0)  # a throttle is no attempt
         assert (job.due_at - inproc.clock.now).total_seconds() >= 30
         assert [e.type for e in inproc.timeline(job_id)][-2:] == ["upstream_error", "status"]
+        assert "throttled" in inproc.timeline(job_id)[-1].message
 
     def test_retries_stop_at_submit_max_attempts_with_the_upstream_code(self, inproc, monkeypatch):
         from app.core.settings import get_settings

@@ -20,15 +20,26 @@ def submitted(inproc, model="sora-2", polls=None):
 
 
 class TestNudges:
-    def test_a_queued_job_whose_nudge_was_lost_is_nudged_once_per_interval(self, inproc):
+    def test_a_granted_job_whose_nudge_was_lost_is_nudged_again_each_time_later(self, inproc):
         job_id = inproc.create_job(inproc.client())
-        inproc.publisher.clear()  # the message after commit was "lost"
+        inproc.dispatch()
+        inproc.publisher.clear()  # the dispatcher's nudge was "lost"
 
         assert inproc.sweep().get("submit_nudged") is None  # not overdue yet
         inproc.clock.advance(2.5)  # QUEUE_NUDGE_AFTER is 2 s in tests
         assert inproc.sweep()["submit_nudged"] == 1
         assert inproc.sweep().get("submit_nudged") is None  # pushed forward: not nudged twice
-        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == [job_id]
+        inproc.clock.advance(2.5)
+        assert inproc.sweep().get("submit_nudged") is None  # the second nudge waits twice as long
+        inproc.clock.advance(2)
+        assert inproc.sweep()["submit_nudged"] == 1
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == [job_id, job_id]
+
+    def test_a_job_waiting_for_a_slot_is_never_nudged(self, inproc):
+        inproc.create_job(inproc.client())
+        inproc.clock.advance(10)
+        assert inproc.sweep().get("submit_nudged") is None
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == []
 
     def test_a_job_left_in_submitting_by_a_dead_worker_fails_and_is_never_resubmitted(self, inproc):
         from app.core.db import session_scope
@@ -47,7 +58,7 @@ class TestNudges:
 
         job = inproc.job(job_id)
         assert (job.status, job.error_code) == ("failed", "upstream_submit_unknown")
-        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == [job_id]  # only the first, from create
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == []
         assert inproc.upstream.calls == []
 
     def test_an_abandoned_collect_is_nudged_with_its_lease_cleared(self, inproc):

@@ -242,9 +242,20 @@ class Pipeline:
         with session_scope() as session:
             return list(repository.for_job(session, job_id))
 
+    def dispatch(self) -> dict[str, int]:
+        from app.jobs.dispatch import dispatch
+
+        return dispatch()
+
     def submit(self, job_id: str) -> str:
+        """Submit the job now, as the worker would after the dispatcher's nudge (granting it
+        a slot first if it has none)."""
+        from app.core.db import session_scope
+        from app.jobs import repository
         from app.jobs.submit import submit
 
+        with session_scope() as session:
+            repository.grant_slots(session, [job_id], self.clock.now, self.clock.now)
         return submit(job_id)
 
     def poll(self) -> dict[str, int]:
@@ -307,6 +318,7 @@ class Pipeline:
                     self.publisher.sent.remove((task, args))
                     self.collect(args[0])
             self.clock.advance(step)
+            self.dispatch()
             self.poll()
             self.sweep()
         raise AssertionError(f"job {job_id} did not settle in {max_steps} steps: {self.job(job_id).status}")
