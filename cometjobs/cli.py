@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -144,12 +145,77 @@ def clients() -> None:
     pass
 
 
+def _per_minute(value: str | None) -> float | None:
+    """`120/min`, `2/s` or a bare number (per minute); `none` or `0` lifts the limit."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("none", "0", ""):
+        return 0.0
+    number, _, unit = text.partition("/")
+    try:
+        rate = float(number)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give N/min, N/s or N") from None
+    factor = {"": 1, "min": 1, "m": 1, "s": 60, "sec": 60, "h": 1 / 60, "hour": 1 / 60}.get(unit)
+    if factor is None or rate < 0:
+        raise click.BadParameter(f"{value!r}: give N/min, N/s or N")
+    return rate * factor
+
+
+def _limit_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("--weight", type=click.IntRange(1, 1000), default=None,
+                     help="Share of scarce upstream slots against other clients (default 1)."),
+        click.option("--max-queued", type=click.IntRange(0), default=None,
+                     help="Jobs that may wait to be submitted at once (0: no limit)."),
+        click.option("--rate", default=None, help="Submissions per minute: N/min, N/s or N (0: no limit)."),
+        click.option("--burst", type=click.IntRange(0), default=None,
+                     help="Submissions that may arrive at once (default: ten seconds' worth of --rate)."),
+        click.option("--daily-budget", type=float, default=None,
+                     help="What jobs may cost per UTC day, by each model's price (0: no limit)."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _limits(weight: int | None, max_queued: int | None, rate: str | None, burst: int | None,
+            daily_budget: float | None) -> dict[str, Any]:
+    """The limits given on the command line (0 lifts a limit)."""
+    given: dict[str, Any] = {}
+    if weight is not None:
+        given["weight"] = weight
+    if max_queued is not None:
+        given["max_queued"] = max_queued or None
+    per_minute = _per_minute(rate)
+    if per_minute is not None:
+        given["rate_per_minute"] = per_minute or None
+    if burst is not None:
+        given["rate_burst"] = burst or None
+    if daily_budget is not None:
+        given["daily_budget"] = daily_budget or None
+    return given
+
+
+def _client_json(client: Any) -> dict[str, Any]:
+    return {
+        "id": client.id, "name": client.name, "is_admin": client.is_admin, "webhook_url": client.webhook_url,
+        "weight": client.weight, "max_queued": client.max_queued, "rate_per_minute": client.rate_per_minute,
+        "rate_burst": client.rate_burst, "daily_budget": client.daily_budget,
+        "created_at": client.created_at.isoformat() if client.created_at else None,
+    }
+
+
 @clients.command("create", help="Create a client; prints its API key and webhook secret once.")
 @click.argument("name")
 @click.option("--webhook-url", default=None)
 @click.option("--admin", is_flag=True, help="May use the /v1/admin endpoints.")
 @click.option("--events", default="", help="Comma-separated extra events: job.running,job.progress")
-def clients_create(name: str, webhook_url: str | None, admin: bool, events: str) -> None:
+@_limit_options
+def clients_create(
+    name: str, webhook_url: str | None, admin: bool, events: str, weight: int | None, max_queued: int | None,
+    rate: str | None, burst: int | None, daily_budget: float | None,
+) -> None:
     from app.clients.service import create
     from app.core.db import session_scope
 
@@ -157,13 +223,41 @@ def clients_create(name: str, webhook_url: str | None, admin: bool, events: str)
         made = create(
             session, name, webhook_url=webhook_url, is_admin=admin,
             webhook_events=[e.strip() for e in events.split(",") if e.strip()],
+            **_limits(weight, max_queued, rate, burst, daily_budget),
         )
-        out = {
-            "id": made.client.id, "name": made.client.name, "api_key": made.api_key,
-            "webhook_url": made.client.webhook_url, "webhook_secret": made.client.webhook_secret,
-            "is_admin": made.client.is_admin,
-        }
+        out = {**_client_json(made.client), "api_key": made.api_key, "webhook_secret": made.client.webhook_secret}
     click.echo(json.dumps(out))
+
+
+@clients.command("update", help="Change a client's share or quotas (0 lifts a limit); prints the client.")
+@click.argument("name")
+@_limit_options
+def clients_update(
+    name: str, weight: int | None, max_queued: int | None, rate: str | None, burst: int | None,
+    daily_budget: float | None,
+) -> None:
+    from app.clients.service import get_by_name, set_limits
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        client = get_by_name(session, name)
+        if client is None:
+            raise click.ClickException(f"no client named {name!r}")
+        set_limits(session, client, **_limits(weight, max_queued, rate, burst, daily_budget))
+        out = _client_json(client)
+    click.echo(json.dumps(out))
+
+
+@clients.command("list", help="Every client with its limits, one JSON object per line (no keys or secrets).")
+def clients_list() -> None:
+    from sqlalchemy import select
+
+    from app.clients.models import Client
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        for client in session.scalars(select(Client).order_by(Client.created_at)):
+            click.echo(json.dumps(_client_json(client)))
 
 
 @clients.command("rotate-secret", help="Rotate a client's webhook secret, keeping the old one for a grace period.")
@@ -278,9 +372,11 @@ def smoke(live: bool, chosen: tuple[str, ...], timeout: float, emulator: bool) -
 @click.option("--latency", default=0.0, show_default=True, help="Seconds added to every answer")
 @click.option("--download-rate", default=0.0, show_default=True, help="Download bytes/s (0: unlimited)")
 @click.option("--api-key", default=None, help="Require this bearer key")
+@click.option("--max-in-flight", default=0, show_default=True,
+              help="Unfinished tasks allowed at once; a create beyond them is answered 429 + Retry-After (0: no limit)")
 def emulator(
     host: str, port: int, job_seconds: float, content_bytes: int, error_rate: float, throttle_rate: float,
-    retry_after: float, latency: float, download_rate: float, api_key: str | None,
+    retry_after: float, latency: float, download_rate: float, api_key: str | None, max_in_flight: int,
 ) -> None:
     import uvicorn
 
@@ -290,6 +386,7 @@ def emulator(
     config = Config(
         job_seconds=job_seconds, content_bytes=content_bytes, error_rate=error_rate, throttle_rate=throttle_rate,
         retry_after=retry_after, latency=latency, download_rate=download_rate, api_key=api_key,
+        max_in_flight=max_in_flight,
     )
     uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
 

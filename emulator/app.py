@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from emulator.state import Config, State, content_stream
+from emulator.state import Config, Saturated, State, content_stream
 
 ADMIN_PREFIX = "/_emulator"
 
@@ -153,6 +153,11 @@ def create_app(config: Config | None = None) -> FastAPI:
         # A path CometAPI does not document (or a method it does not take there).
         return error(exc.status_code, f"{exc.detail}: no such CometAPI route", code="not_found"
                      if exc.status_code == 404 else "invalid_request")
+
+    @app.exception_handler(Saturated)
+    async def saturated(_request: Request, exc: Saturated) -> Response:
+        return error(429, f"too many tasks in flight ({exc.in_flight}); retry later", code="rate_limit",
+                     headers={"Retry-After": f"{state.config.retry_after:g}"})
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(_request: Request, exc: RequestValidationError) -> Response:

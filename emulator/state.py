@@ -32,6 +32,9 @@ class Config:
     cut_downloads: int = 1_000_000
     variants: tuple[str, ...] = ("video", "thumbnail")
     seed: int = 0
+    # Unfinished tasks the account may have at once (0: no limit); a create beyond it is
+    # answered 429 with Retry-After, as a saturated provider answers.
+    max_in_flight: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
@@ -45,6 +48,14 @@ class Config:
         out = asdict(self)
         out["api_key"] = bool(self.api_key)
         return out
+
+
+class Saturated(Exception):
+    """A create beyond `max_in_flight` unfinished tasks."""
+
+    def __init__(self, in_flight: int) -> None:
+        super().__init__(f"{in_flight} tasks in flight")
+        self.in_flight = in_flight
 
 
 @dataclass
@@ -130,9 +141,18 @@ class State:
         self.rng = random.Random(config.seed)
         self.lock = threading.Lock()
         self.cuts = 0
+        self.open: set[str] = set()
 
     def add(self, task: Task) -> Task:
         with self.lock:
+            limit = self.config.max_in_flight
+            if limit > 0:
+                now = time.monotonic()
+                self.open = {t for t in self.open if self.tasks[t].phase(now)[0] not in ("succeeded", "failed")}
+                if len(self.open) >= limit:
+                    self.stats.faults["saturated"] += 1
+                    raise Saturated(len(self.open))
+                self.open.add(task.id)
             self.tasks[task.id] = task
         self.stats.count("creates", task.model)
         return task
@@ -162,6 +182,7 @@ class State:
     def reset(self) -> None:
         with self.lock:
             self.tasks.clear()
+            self.open.clear()
         self.stats.reset()
         self.cuts = 0
 

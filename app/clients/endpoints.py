@@ -24,10 +24,12 @@ def _out(client: Client) -> ClientOut:
     )
 
 
-@router.get("/v1/client", response_model=ClientOut, operation_id="getClient", summary="Your client's settings",
-            responses=problem_responses(401, 503))
-def get_client(client: ClientDep) -> ClientOut:
-    return _out(client)
+@router.get("/v1/client", response_model=ClientOut, operation_id="getClient",
+            summary="Your client's settings, limits and usage", responses=problem_responses(401, 503))
+def get_client(client: ClientDep, session: SessionDep) -> ClientOut:
+    out = _out(client)
+    out.limits = service.limits_out(session, client)
+    return out
 
 
 @router.patch("/v1/client", response_model=ClientOut, operation_id="updateClient",

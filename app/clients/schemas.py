@@ -10,6 +10,20 @@ from app.core.numbers import StrictInt
 from app.jobs.schemas import EVENT_TYPES, MAX_WEBHOOK_URL, WebhookURL
 
 
+class LimitsOut(BaseModel):
+    """Fair share and quotas (set by an operator: `cometjobs clients update`), with usage now."""
+
+    weight: int = Field(description="Share of scarce upstream slots against other clients (weighted round robin)")
+    max_queued: int | None = Field(description="Jobs that may wait to be submitted at once; null: no limit")
+    queued: int = Field(description="Jobs waiting to be submitted now")
+    in_flight: int = Field(description="Jobs holding an upstream slot now")
+    rate_per_minute: float | None = Field(description="Submissions a minute (a token bucket); null: no limit")
+    rate_burst: int | None = Field(description="Submissions that may arrive at once (the bucket's size)")
+    rate_remaining: int | None = Field(description="Submissions the bucket holds now")
+    daily_budget: float | None = Field(description="What jobs may cost per UTC day (each model's `price`)")
+    spent_today: float
+
+
 class ClientOut(BaseModel):
     id: str
     name: str
@@ -19,6 +33,7 @@ class ClientOut(BaseModel):
     disabled_webhook_urls: list[str] = Field(description="URLs that answered 410 Gone; nothing is sent to them")
     previous_secret_expires_at: datetime | None
     retention_days: int | None
+    limits: LimitsOut | None = Field(None, description="Shown by GET /v1/client")
 
 
 class ClientUpdate(BaseModel):

@@ -9,12 +9,13 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.clients.schemas import ClientUpdate
+from app.clients.schemas import ClientUpdate, LimitsOut
 from app.core.clock import utcnow
 from app.core.errors import NotFound, ValidationFailed
 from app.core.ids import new_id
@@ -116,6 +117,36 @@ def key_cache() -> KeyCache:
 
 def get_by_name(session: Session, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).order_by(Client.created_at.desc()).limit(1))
+
+
+def limits_out(session: Session, client: Client) -> LimitsOut:
+    from app.clients import quotas
+    from app.jobs.models import IN_FLIGHT_SQL, Job
+
+    bucket = quotas.peek_rate(client)
+    in_flight = session.scalar(
+        select(func.count()).select_from(Job).where(Job.client_id == client.id, text(IN_FLIGHT_SQL))
+    )
+    return LimitsOut(
+        weight=client.weight, max_queued=client.max_queued, queued=quotas.queued_count(session, client.id),
+        in_flight=int(in_flight or 0), rate_per_minute=client.rate_per_minute,
+        rate_burst=quotas.burst_of(client) if client.rate_per_minute else None,
+        rate_remaining=bucket.remaining if bucket else None, daily_budget=client.daily_budget,
+        spent_today=quotas.spent_today(session, client.id, utcnow()),
+    )
+
+
+def set_limits(session: Session, client: Client, **limits: Any) -> Client:
+    """An operator's change to a client's share or quotas (`cometjobs clients update`)."""
+    for name, value in limits.items():
+        if name not in _LIMIT_FIELDS:
+            raise ValueError(f"not a limit: {name}")
+        setattr(client, name, value)
+    session.flush()
+    return client
+
+
+_LIMIT_FIELDS = {"weight", "max_queued", "rate_per_minute", "rate_burst", "daily_budget"}
 
 
 def update(session: Session, client_id: str, body: ClientUpdate) -> Client:

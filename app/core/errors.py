@@ -224,6 +224,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "The body is over its cap (COMETJOBS_MAX_JSON_BYTES, or COMETJOBS_MAX_UPLOAD_BYTES for uploads)",
         415: "The body's Content-Type is not the one this operation reads",
         422: "Validation failed; `errors` lists each bad field",
+        429: "A quota of the client: `quota_exceeded`, `rate_limited` or `budget_exhausted`; see `Retry-After`",
         503: "A dependency (database, broker) is unavailable",
     }
     return {

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
     response_model=JobOut,
     operation_id="createJob",
     summary="Submit a generation job",
-    responses=problem_responses(401, 409, 422, 503),
+    responses=problem_responses(401, 409, 422, 429, 503),
 )
 def create_job(
     body: JobCreate,
@@ -40,7 +40,7 @@ def create_job(
     # A new job has no artifacts and no deliveries yet: nothing to read back.
     out = load_out(session, accepted.job) if accepted.replayed else to_out(accepted.job, [])
     session.commit()
-    headers = {"Location": f"/v1/jobs/{accepted.job.id}"}
+    headers = {"Location": f"/v1/jobs/{accepted.job.id}", **accepted.headers}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return model_json(out, 202, headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.artifacts import uploads
+from app.clients import quotas
 from app.clients.models import Client
 from app.core import metrics
 from app.core.clock import utcnow
@@ -36,6 +37,8 @@ from app.webhooks import ssrf
 class Accepted:
     job: Job
     replayed: bool
+    # The client's rate limit as it stands after this submission (RateLimit fields).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def fingerprint(body: JobCreate) -> str:
@@ -78,6 +81,9 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
     job_input = validate_input(session, client, spec, body)
     webhook_url = _webhook_url(client, body.webhook_url)
     job = _new_job(client, spec, body, job_input, webhook_url, idempotency_key, print_)
+    quotas.check_queued(session, client, get_settings())
+    rate_headers = quotas.check_rate(client)
+    quotas.charge(session, client, spec.price, job.created_at)
     try:
         inserted = repo.insert_new(session, job, "accepted")
     except IntegrityError:
@@ -95,7 +101,7 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
     if job.slot_at is not None:  # FIFO dispatch: submitted at once; otherwise the dispatcher nudges
         enqueue(session, TaskName.SUBMIT_JOB, job.id)
     metrics.job_created(spec.id, session)
-    return Accepted(job, replayed=False)
+    return Accepted(job, replayed=False, headers=rate_headers)
 
 
 def _earlier(session: Session, client: Client, idempotency_key: str) -> Job | None:
