@@ -88,15 +88,66 @@ def scheduler(metrics_port: int | None) -> None:
     serve(port, settings.scheduler_metrics_host)
 
 
+@main.command("scheduler-health", help="Exit 0 if this host's scheduler completed a poll and a deliver round "
+              "within --max-age seconds, by its heartbeats on its metrics port (container probe).")
+@click.option("--port", default=9809, show_default=True, help="The scheduler's --metrics-port")
+@click.option("--max-age", default=60.0, show_default=True)
+@click.option("--tick", "ticks", multiple=True, default=("poll", "deliver"), show_default=True,
+              help="Ticks that must be beating (every replica runs poll and deliver; sweep and expire only the leader)")
+def scheduler_health(port: int, max_age: float, ticks: tuple[str, ...]) -> None:
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError as exc:
+        click.echo(json.dumps({"healthy": False, "error": f"{type(exc).__name__}: {exc}"[:300]}))
+        sys.exit(1)
+    beats = {
+        sample.labels.get("tick", ""): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples if sample.name == "cometjobs_tick_last_success_timestamp_seconds"
+    }
+    now = time.time()
+    ages = {tick: round(now - beats[tick], 1) if tick in beats else None for tick in ticks}
+    healthy = all(age is not None and age <= max_age for age in ages.values())
+    click.echo(json.dumps({"healthy": healthy, "seconds_since_last_round": ages}))
+    sys.exit(0 if healthy else 1)
+
+
 @main.command(context_settings=_PASSTHROUGH, help="Run Flower, the Celery monitoring UI.")
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 def flower(flower_args: tuple[str, ...]) -> None:
     from workers import app as celery_app
 
     _celery_logging_flags()
+    args = _tornado_options(flower_args)
     # Tornado would install its own log format; ours (JSON in production) stays in charge.
-    own_logging = [] if any(a.startswith("--logging") for a in flower_args) else ["--logging=none"]
-    celery_app.start(["flower", *own_logging, *flower_args])
+    own_logging = [] if any(a.startswith("--logging") for a in args) else ["--logging=none"]
+    celery_app.start(["flower", *own_logging, *args])
+
+
+def _tornado_options(args: tuple[str, ...]) -> list[str]:
+    """`--port 5555` as `--port=5555`: Flower parses its options with tornado, which takes
+    only the `=` form (and fails with a traceback on the other). Flags (`--debug`) and
+    options tornado does not know are passed on as they are."""
+    import flower.options  # noqa: F401  (defines Flower's options in tornado's registry)
+    from tornado.options import options
+
+    known = options._options  # tornado keeps no public lookup by name
+    out: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        name = arg[2:].replace("_", "-") if arg.startswith("--") and "=" not in arg else ""
+        option = known.get(name) or known.get(name.replace("-", "_"))
+        if option is not None and option.type is not bool and rest and not rest[0].startswith("--"):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
 
 
 @main.command("worker-health", help="Exit 0 if a worker on this host answers a ping (container probe).")
