@@ -6,8 +6,14 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.clients.models import Client
 
 
 @click.group(help="cometjobs: durable CometAPI generation jobs. Settings come from COMETJOBS_* variables.")
@@ -214,6 +220,58 @@ def clients_create(name: str, webhook_url: str | None, admin: bool, events: str)
             "webhook_url": made.client.webhook_url, "webhook_secret": made.client.webhook_secret,
             "is_admin": made.client.is_admin,
         }
+    click.echo(json.dumps(out))
+
+
+@clients.command("list", help="One JSON object per line for each client: name, id, admin, created, revoked, "
+                 "webhook URL (never a key or a secret).")
+def clients_list() -> None:
+    from app.clients.service import all_clients, describe
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        rows = [describe(client) for client in all_clients(session)]
+    for row in rows:
+        click.echo(json.dumps(row))
+
+
+def _find_client(session: Session, name_or_id: str) -> Client:
+    from app.clients.service import AmbiguousClient, find
+
+    try:
+        client = find(session, name_or_id)
+    except AmbiguousClient as exc:
+        raise click.ClickException(str(exc)) from None
+    if client is None:
+        raise click.ClickException(f"no client named {name_or_id!r} (or with that id)")
+    return client
+
+
+@clients.command("revoke", help="Revoke a client's API key now (NAME or client id). Its jobs and webhooks go on; "
+                 "`rotate-key` gives it a new key.")
+@click.argument("name")
+def clients_revoke(name: str) -> None:
+    from app.clients.service import describe, revoke
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        client = _find_client(session, name)
+        newly = revoke(session, client)
+        out = {**describe(client), "already_revoked": not newly}
+    click.echo(json.dumps(out))
+
+
+@clients.command("rotate-key", help="Give a client a new API key (NAME or client id), printed once; the old key "
+                 "stops working at once. Restores a revoked client with the new key.")
+@click.argument("name")
+def clients_rotate_key(name: str) -> None:
+    from app.clients.service import describe, rotate_api_key
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        client = _find_client(session, name)
+        key = rotate_api_key(session, client)
+        out = {**describe(client), "api_key": key}
     click.echo(json.dumps(out))
 
 

@@ -28,6 +28,8 @@ class Client(Base):
     webhook_events: Mapped[list[str]] = mapped_column(JSONType, default=list)
     retention_days: Mapped[int | None] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set by `cometjobs clients revoke`: the API key stops authenticating at once.
+    revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
