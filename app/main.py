@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import docs
 from app.core import metrics, queue
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
 from app.core.limits import BodyLimits
@@ -160,6 +161,9 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     app = Gateway(
         title="cometjobs",
         version="0.1.0",
+        # Our own /docs and /redoc (app/docs.py): FastAPI's load their assets from a CDN.
+        docs_url=None,
+        redoc_url=None,
         description="Durable jobs for CometAPI's asynchronous generation models: submit, poll, store, "
         "and a signed webhook when the job ends. Errors are RFC 9457 problem+json with a stable `code`.",
     )
@@ -168,6 +172,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
                metrics_router)
     for router in routers:
         app.include_router(router)
+    docs.install(app)
     app.add_middleware(
         BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
         body_timeout=settings.body_timeout.total_seconds(),
