@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import docs
+from app import console, docs
 from app.core import metrics, queue
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
 from app.core.limits import BodyLimits
@@ -173,6 +173,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     docs.install(app)
+    console.install(app)
     app.add_middleware(
         BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
         body_timeout=settings.body_timeout.total_seconds(),

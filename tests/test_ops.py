@@ -66,6 +66,7 @@ class Ops:
         self.scheduler_metrics_port = free_port()
         self.stack = Stack("ops", TMP, _base_env(), overrides={
             "COMETJOBS_ENV": "prod",
+            "COMETJOBS_CONSOLE_SECRET": "console-" + uuid.uuid4().hex + uuid.uuid4().hex,
             "COMETJOBS_LOG_FORMAT": "json",
             "COMETJOBS_LOG_LEVEL": "DEBUG",
             "COMETJOBS_S3_ADDRESSING_STYLE": "path",
@@ -74,7 +75,8 @@ class Ops:
             "COMETJOBS_QUEUE_NUDGE_AFTER": "300",
         })
         self.env = self.stack.env
-        self.secrets: set[str] = {self.stack.emulator_key, self.env["AWS_SECRET_ACCESS_KEY"]}
+        self.secrets: set[str] = {self.stack.emulator_key, self.env["AWS_SECRET_ACCESS_KEY"],
+                                  self.env["COMETJOBS_CONSOLE_SECRET"]}
         self.extra: list[Service] = []
         self.worker_node = f"worker-{self.stack.name}@%h"
 

@@ -147,30 +147,41 @@ class StorageCollector(Collector):
         yield size
 
 
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each Celery queue (Redis broker: one pipelined LLEN per queue);
+    None when the broker is not Redis or cannot be read."""
+    settings = get_settings()
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for queue in QueueName:
+                    pipe.llen(f"{settings.broker_key_prefix}{queue.value}")
+                lengths = pipe.execute()
+        finally:
+            client.close()
+    except Exception:
+        return None
+    return {queue.value: int(length) for queue, length in zip(QueueName, lengths, strict=True)}
+
+
 class QueueCollector(Collector):
-    """Messages waiting in each Celery queue (Redis broker: one LLEN per queue)."""
+    """Messages waiting in each Celery queue (Redis broker only)."""
 
     def collect(self) -> Iterator[Metric]:
-        settings = get_settings()
-        if not settings.broker_url.startswith(("redis://", "rediss://")):
+        if not get_settings().broker_url.startswith(("redis://", "rediss://")):
             return
-        import redis
-
-        try:
-            client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
-            try:
-                with client.pipeline(transaction=False) as pipe:
-                    for queue in QueueName:
-                        pipe.llen(f"{settings.broker_key_prefix}{queue.value}")
-                    lengths = pipe.execute()
-            finally:
-                client.close()
-        except Exception:
+        depths = queue_depths()
+        if depths is None:
             yield _up("broker", False)
             return
         depth = GaugeMetricFamily("cometjobs_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        for queue, length in zip(QueueName, lengths, strict=True):
-            depth.add_metric([queue.value], length)
+        for queue, length in depths.items():
+            depth.add_metric([queue], length)
         yield depth
         yield _up("broker", True)
 
