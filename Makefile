@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks compose-check clean
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks compose-check \
+	screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ lint: install
 # FUZZ_MAX_TIME seconds (180), FUZZ_MAX_EXAMPLES per operation and phase (25); FUZZ_SEED replays.
 fuzz: install
 	$(BIN)/python -m tests.fuzz.run
+
+# The README's console screenshots, taken by the browser tests (Debian's chromium).
+screenshots: install
+	COMETJOBS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -n 0 -q tests/test_console_browser.py
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json
