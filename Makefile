@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks compose-check \
-	screenshots clean
+	screenshots lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ fuzz: install
 # The README's console screenshots, taken by the browser tests (Debian's chromium).
 screenshots: install
 	COMETJOBS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -n 0 -q tests/test_console_browser.py
+
+# requirements.lock: every runtime dependency pinned with its hashes, for the image
+# (Dockerfile: pip install --require-hashes). Regenerate after changing pyproject.toml's
+# dependencies; tests/test_lockfile.py fails while the lock does not cover them.
+lock: install
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json
