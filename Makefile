@@ -21,11 +21,13 @@ dev: install
 # pytest's own exit code is the target's exit code (5, "no tests collected", included).
 # -n auto: one xdist worker per CPU, each with its own database, Redis prefix and processes
 # (most tests wait on real processes, so they overlap well). PYTEST_ARGS="-n 0" runs serially.
+# --dist loadgroup: tests marked xdist_group (the console's browser tests share one
+# scene and one browser) stay on one worker; every other test is spread as usual.
 test: install
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -n auto -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not chaos" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,10 +28,15 @@ from tests.support.procs import Service, cometjobs, free_port
 from tests.support.receiver import Receiver
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="chromium and chromedriver are not installed (Debian's chromium and chromium-driver; .ci/run installs them)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="chromium and chromedriver are not installed (Debian's chromium and chromium-driver; "
+        ".ci/run installs them)",
+    ),
+    # One scene and one browser: kept on one xdist worker (`make test` runs --dist loadgroup).
+    pytest.mark.xdist_group("console-browser"),
+]
 SCREENSHOTS = os.environ.get("COMETJOBS_SCREENSHOTS")  # e.g. docs/screenshots: `make screenshots`
 DEADLINE = 30
 
@@ -201,6 +206,17 @@ def text(browser: Any, selector: str) -> str:
     return str(browser.find_element(By.CSS_SELECTOR, selector).text)
 
 
+def sign_in(browser: Any, scene: Scene) -> None:
+    """Sign in unless this browser already is (each test can run alone)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{scene.url}/console/login")
+    if browser.find_elements(By.ID, "login"):
+        browser.find_element(By.ID, "api_key").send_keys(scene.admin_key)
+        browser.find_element(By.CSS_SELECTOR, "#login button").click()
+    until(browser, lambda b: b.get_cookie("cometjobs_console"), "a console session")
+
+
 def open_page(browser: Any, url: str, marker: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -210,11 +226,13 @@ def open_page(browser: Any, url: str, marker: str) -> None:
 
 
 class TestConsoleInABrowser:
-    """In order, on one browser: sign in first, then each page."""
+    """On one browser: each test signs in if it is not yet, then visits its page."""
 
     def test_sign_in_refuses_a_client_key_and_takes_an_admin_key(self, browser, scene):
         from selenium.webdriver.common.by import By
 
+        browser.get(f"{scene.url}/console/login")
+        browser.delete_all_cookies()
         open_page(browser, f"{scene.url}/console/jobs", "#login")  # redirected to the form
         shot(browser, "login")
         browser.find_element(By.ID, "api_key").send_keys(scene.billing_key)
@@ -231,6 +249,7 @@ class TestConsoleInABrowser:
         assert browser.execute_script("return document.cookie").find("cometjobs_console") == -1  # not readable by JS
 
     def test_overview_shows_the_state_and_updates_itself(self, browser, scene):
+        sign_in(browser, scene)
         open_page(browser, f"{scene.url}/console", "#jobs-by-model")
         assert text(browser, "#total-running") == "1" and text(browser, "#total-queued") == "1"
         assert "moderation_blocked" in text(browser, "#failures")
@@ -245,6 +264,7 @@ class TestConsoleInABrowser:
     def test_jobs_list_filters_by_metadata_and_status(self, browser, scene):
         from selenium.webdriver.common.by import By
 
+        sign_in(browser, scene)
         open_page(browser, f"{scene.url}/console/jobs", "#jobs")
         listed = {row.get_attribute("data-job-id") for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")}
         assert {scene.delivered, scene.running, scene.failed, scene.queued} <= listed
@@ -258,6 +278,7 @@ class TestConsoleInABrowser:
     def test_job_page_shows_its_whole_story_and_redelivers(self, browser, scene):
         from selenium.webdriver.common.by import By
 
+        sign_in(browser, scene)
         open_page(browser, f"{scene.url}/console/jobs/{scene.delivered}", "#timeline")
         assert "lighthouse at dusk" in text(browser, "#job-input")
         assert "ord-1234" in text(browser, "#job-metadata")
@@ -281,6 +302,7 @@ class TestConsoleInABrowser:
     def test_a_forged_form_is_refused_and_cancel_works(self, browser, scene):
         from selenium.webdriver.common.by import By
 
+        sign_in(browser, scene)
         page = f"{scene.url}/console/jobs/{scene.running}"
         open_page(browser, page, "#cancel")
         # Another site's form would not know the session's token: the same request without it.
@@ -304,6 +326,7 @@ class TestConsoleInABrowser:
     def test_clients_page_lists_every_client(self, browser, scene):
         from selenium.webdriver.common.by import By
 
+        sign_in(browser, scene)
         open_page(browser, f"{scene.url}/console/clients", "#clients")
         names = [row.find_element(By.CSS_SELECTOR, "td").text
                  for row in browser.find_elements(By.CSS_SELECTOR, "#clients tbody tr")]
