@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api compose-check clean
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api \
+	compose-check screenshots lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +21,13 @@ dev: install
 # pytest's own exit code is the target's exit code (5, "no tests collected", included).
 # -n auto: one xdist worker per CPU, each with its own database, Redis prefix and processes
 # (most tests wait on real processes, so they overlap well). PYTEST_ARGS="-n 0" runs serially.
+# --dist loadgroup: tests marked xdist_group (the console's browser tests share one
+# scene and one browser) stay on one worker; every other test is spread as usual.
 test: install
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -n auto -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadgroup -m "not chaos" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -35,6 +38,18 @@ lint: install
 # FUZZ_MAX_TIME seconds (180), FUZZ_MAX_EXAMPLES per operation and phase (25); FUZZ_SEED replays.
 fuzz: install
 	$(BIN)/python -m tests.fuzz.run
+
+# The README's console screenshots, taken by the browser tests (Debian's chromium).
+screenshots: install
+	COMETJOBS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -n 0 -q tests/test_console_browser.py
+
+# requirements.lock: every runtime dependency pinned with its hashes, for the image
+# (Dockerfile: pip install --require-hashes). Regenerate after changing pyproject.toml's
+# dependencies; tests/test_lockfile.py fails while the lock does not cover them.
+lock: install
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.lock pyproject.toml
 
 openapi: install
 	$(BIN)/cometjobs openapi --out openapi/openapi.json

@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import console, docs
 from app.core import metrics, queue
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
 from app.core.limits import BodyLimits
@@ -175,6 +176,9 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
         lifespan=_lifespan,
         title="cometjobs",
         version="0.1.0",
+        # Our own /docs and /redoc (app/docs.py): FastAPI's load their assets from a CDN.
+        docs_url=None,
+        redoc_url=None,
         description="Durable jobs for CometAPI's asynchronous generation models: submit, poll, store, "
         "and a signed webhook when the job ends. Errors are RFC 9457 problem+json with a stable `code`.",
     )
@@ -183,6 +187,8 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
                metrics_router)
     for router in routers:
         app.include_router(router)
+    docs.install(app)
+    console.install(app)
     app.add_middleware(
         BodyLimits, json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes,
         body_timeout=settings.body_timeout.total_seconds(),

@@ -6,9 +6,14 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.clients.models import Client
 
 
 @click.group(help="cometjobs: durable CometAPI generation jobs. Settings come from COMETJOBS_* variables.")
@@ -89,15 +94,66 @@ def scheduler(metrics_port: int | None) -> None:
     serve(port, settings.scheduler_metrics_host)
 
 
+@main.command("scheduler-health", help="Exit 0 if this host's scheduler completed a poll and a deliver round "
+              "within --max-age seconds, by its heartbeats on its metrics port (container probe).")
+@click.option("--port", default=9809, show_default=True, help="The scheduler's --metrics-port")
+@click.option("--max-age", default=60.0, show_default=True)
+@click.option("--tick", "ticks", multiple=True, default=("poll", "deliver"), show_default=True,
+              help="Ticks that must be beating (every replica runs poll and deliver; sweep and expire only the leader)")
+def scheduler_health(port: int, max_age: float, ticks: tuple[str, ...]) -> None:
+    import time
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError as exc:
+        click.echo(json.dumps({"healthy": False, "error": f"{type(exc).__name__}: {exc}"[:300]}))
+        sys.exit(1)
+    beats = {
+        sample.labels.get("tick", ""): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples if sample.name == "cometjobs_tick_last_success_timestamp_seconds"
+    }
+    now = time.time()
+    ages = {tick: round(now - beats[tick], 1) if tick in beats else None for tick in ticks}
+    healthy = all(age is not None and age <= max_age for age in ages.values())
+    click.echo(json.dumps({"healthy": healthy, "seconds_since_last_round": ages}))
+    sys.exit(0 if healthy else 1)
+
+
 @main.command(context_settings=_PASSTHROUGH, help="Run Flower, the Celery monitoring UI.")
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 def flower(flower_args: tuple[str, ...]) -> None:
     from workers import app as celery_app
 
     _celery_logging_flags()
+    args = _tornado_options(flower_args)
     # Tornado would install its own log format; ours (JSON in production) stays in charge.
-    own_logging = [] if any(a.startswith("--logging") for a in flower_args) else ["--logging=none"]
-    celery_app.start(["flower", *own_logging, *flower_args])
+    own_logging = [] if any(a.startswith("--logging") for a in args) else ["--logging=none"]
+    celery_app.start(["flower", *own_logging, *args])
+
+
+def _tornado_options(args: tuple[str, ...]) -> list[str]:
+    """`--port 5555` as `--port=5555`: Flower parses its options with tornado, which takes
+    only the `=` form (and fails with a traceback on the other). Flags (`--debug`) and
+    options tornado does not know are passed on as they are."""
+    import flower.options  # noqa: F401  (defines Flower's options in tornado's registry)
+    from tornado.options import options
+
+    known = options._options  # tornado keeps no public lookup by name
+    out: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        name = arg[2:].replace("_", "-") if arg.startswith("--") and "=" not in arg else ""
+        option = known.get(name) or known.get(name.replace("-", "_"))
+        if option is not None and option.type is not bool and rest and not rest[0].startswith("--"):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
 
 
 @main.command("worker-health", help="Exit 0 if a worker on this host answers a ping (container probe).")
@@ -197,15 +253,6 @@ def _limits(weight: int | None, max_queued: int | None, rate: str | None, burst:
     return given
 
 
-def _client_json(client: Any) -> dict[str, Any]:
-    return {
-        "id": client.id, "name": client.name, "is_admin": client.is_admin, "webhook_url": client.webhook_url,
-        "weight": client.weight, "max_queued": client.max_queued, "rate_per_minute": client.rate_per_minute,
-        "rate_burst": client.rate_burst, "daily_budget": client.daily_budget,
-        "created_at": client.created_at.isoformat() if client.created_at else None,
-    }
-
-
 @clients.command("create", help="Create a client; prints its API key and webhook secret once.")
 @click.argument("name")
 @click.option("--webhook-url", default=None)
@@ -216,7 +263,7 @@ def clients_create(
     name: str, webhook_url: str | None, admin: bool, events: str, weight: int | None, max_queued: int | None,
     rate: str | None, burst: int | None, daily_budget: float | None,
 ) -> None:
-    from app.clients.service import create
+    from app.clients.service import create, describe
     from app.core.db import session_scope
 
     with session_scope() as session:
@@ -225,39 +272,78 @@ def clients_create(
             webhook_events=[e.strip() for e in events.split(",") if e.strip()],
             **_limits(weight, max_queued, rate, burst, daily_budget),
         )
-        out = {**_client_json(made.client), "api_key": made.api_key, "webhook_secret": made.client.webhook_secret}
+        out = {**describe(made.client), "api_key": made.api_key, "webhook_secret": made.client.webhook_secret}
     click.echo(json.dumps(out))
 
 
-@clients.command("update", help="Change a client's share or quotas (0 lifts a limit); prints the client.")
+@clients.command("list", help="One JSON object per line for each client: name, id, admin, created, revoked, "
+                 "webhook URL (never a key or a secret).")
+def clients_list() -> None:
+    from app.clients.service import all_clients, describe
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        rows = [describe(client) for client in all_clients(session)]
+    for row in rows:
+        click.echo(json.dumps(row))
+
+
+def _find_client(session: Session, name_or_id: str) -> Client:
+    from app.clients.service import AmbiguousClient, find
+
+    try:
+        client = find(session, name_or_id)
+    except AmbiguousClient as exc:
+        raise click.ClickException(str(exc)) from None
+    if client is None:
+        raise click.ClickException(f"no client named {name_or_id!r} (or with that id)")
+    return client
+
+
+@clients.command("revoke", help="Revoke a client's API key now (NAME or client id). Its jobs and webhooks go on; "
+                 "`rotate-key` gives it a new key.")
+@click.argument("name")
+def clients_revoke(name: str) -> None:
+    from app.clients.service import describe, revoke
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        client = _find_client(session, name)
+        newly = revoke(session, client)
+        out = {**describe(client), "already_revoked": not newly}
+    click.echo(json.dumps(out))
+
+
+@clients.command("rotate-key", help="Give a client a new API key (NAME or client id), printed once; the old key "
+                 "stops working at once. Restores a revoked client with the new key.")
+@click.argument("name")
+def clients_rotate_key(name: str) -> None:
+    from app.clients.service import describe, rotate_api_key
+    from app.core.db import session_scope
+
+    with session_scope() as session:
+        client = _find_client(session, name)
+        key = rotate_api_key(session, client)
+        out = {**describe(client), "api_key": key}
+    click.echo(json.dumps(out))
+
+
+@clients.command("update", help="Change a client's share or quotas (NAME or client id; 0 lifts a limit); "
+                 "prints the client.")
 @click.argument("name")
 @_limit_options
 def clients_update(
     name: str, weight: int | None, max_queued: int | None, rate: str | None, burst: int | None,
     daily_budget: float | None,
 ) -> None:
-    from app.clients.service import get_by_name, set_limits
+    from app.clients.service import describe, set_limits
     from app.core.db import session_scope
 
     with session_scope() as session:
-        client = get_by_name(session, name)
-        if client is None:
-            raise click.ClickException(f"no client named {name!r}")
+        client = _find_client(session, name)
         set_limits(session, client, **_limits(weight, max_queued, rate, burst, daily_budget))
-        out = _client_json(client)
+        out = describe(client)
     click.echo(json.dumps(out))
-
-
-@clients.command("list", help="Every client with its limits, one JSON object per line (no keys or secrets).")
-def clients_list() -> None:
-    from sqlalchemy import select
-
-    from app.clients.models import Client
-    from app.core.db import session_scope
-
-    with session_scope() as session:
-        for client in session.scalars(select(Client).order_by(Client.created_at)):
-            click.echo(json.dumps(_client_json(client)))
 
 
 @clients.command("rotate-secret", help="Rotate a client's webhook secret, keeping the old one for a grace period.")

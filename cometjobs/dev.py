@@ -147,6 +147,7 @@ def _ready_banner(api: str, client: dict[str, str]) -> None:
     _banner([
         "cometjobs is running",
         f"API:      {api}   (docs: {api}/docs)",
+        f"Console:  {api}/console   (sign in with an admin key: cometjobs clients create ops --admin)",
         f"API key:  {client['api_key']}",
         f"Webhook secret: {client['webhook_secret']}",
         "Try:",

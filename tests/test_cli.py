@@ -8,6 +8,7 @@ import sys
 
 from app.clients.service import authenticate
 from app.core.db import session_scope
+from tests.support.waiting import wait_for
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -40,3 +41,55 @@ def test_migrate_is_idempotent(database):
     first, second = run("migrate"), run("migrate")
     assert first.returncode == second.returncode == 0
     assert "latest migration" in second.stdout
+
+
+class TestClientKeys:
+    def test_list_prints_one_json_line_per_client_and_never_a_key_or_secret(self, clean):
+        made = [json.loads(run("clients", "create", name, *extra).stdout)
+                for name, extra in (("billing", ["--webhook-url", "https://billing.example/hooks"]),
+                                    ("ops", ["--admin"]))]
+        result = run("clients", "list")
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(r["name"], r["id"], r["admin"], r["revoked"], r["webhook_url"]) for r in rows] == [
+            ("billing", made[0]["id"], False, None, "https://billing.example/hooks"),
+            ("ops", made[1]["id"], True, None, None),
+        ]
+        assert all(r["created"] for r in rows)
+        for secret in (m[k] for m in made for k in ("api_key", "webhook_secret")):
+            assert secret not in result.stdout
+
+    def test_revoke_stops_the_key_within_the_key_cache_and_rotate_key_restores_with_a_new_one(self, api):
+        made = json.loads(run("clients", "create", "leaky").stdout)
+        old = {"Authorization": f"Bearer {made['api_key']}"}
+        assert api.get("/v1/client", headers=old).status_code == 200
+
+        revoked = run("clients", "revoke", "leaky")
+        assert revoked.returncode == 0, revoked.stderr
+        assert json.loads(revoked.stdout)["revoked"]
+        # Another process (this CLI) revoked it: an API process that saw the key within
+        # COMETJOBS_AUTH_CACHE_TTL (5 s) keeps trusting it until then, and no longer.
+        answer = wait_for(lambda: (lambda a: a if a.status_code == 401 else None)(api.get("/v1/client", headers=old)),
+                          timeout=15, message="the revoked key to be refused")
+        assert answer.json()["code"] == "unauthorized"
+        again = json.loads(run("clients", "revoke", made["id"]).stdout)
+        assert again["already_revoked"] is True
+
+        rotated = run("clients", "rotate-key", "leaky")
+        assert rotated.returncode == 0, rotated.stderr
+        out = json.loads(rotated.stdout)
+        assert out["api_key"].startswith("cj_live_") and out["api_key"] != made["api_key"]
+        assert out["revoked"] is None
+        assert api.get("/v1/client", headers=old).status_code == 401
+        assert api.get("/v1/client", headers={"Authorization": f"Bearer {out['api_key']}"}).status_code == 200
+        listed = [json.loads(line) for line in run("clients", "list").stdout.splitlines()]
+        assert out["api_key"] not in json.dumps(listed)
+
+    def test_a_name_two_clients_share_must_be_given_by_id(self, clean):
+        first = json.loads(run("clients", "create", "twin").stdout)
+        json.loads(run("clients", "create", "twin").stdout)
+        by_name = run("clients", "revoke", "twin")
+        assert by_name.returncode != 0 and first["id"] in by_name.stderr
+        assert run("clients", "revoke", first["id"]).returncode == 0
+        missing = run("clients", "rotate-key", "nobody")
+        assert missing.returncode != 0 and "no client" in missing.stderr

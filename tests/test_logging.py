@@ -62,7 +62,8 @@ def run(env: dict[str, str]) -> list[str]:
 def production(**extra: str) -> dict[str, str]:
     return {
         "COMETJOBS_ENV": "prod", "COMETJOBS_COMETAPI_KEY": COMETAPI_KEY,
-        "COMETJOBS_S3_SECRET_ACCESS_KEY": S3_SECRET, "COMETJOBS_LOG_LEVEL": "DEBUG", **extra,
+        "COMETJOBS_S3_SECRET_ACCESS_KEY": S3_SECRET, "COMETJOBS_LOG_LEVEL": "DEBUG",
+        "COMETJOBS_CONSOLE_SECRET": "console-" + "s" * 40, **extra,
     }
 
 

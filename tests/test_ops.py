@@ -66,6 +66,7 @@ class Ops:
         self.scheduler_metrics_port = free_port()
         self.stack = Stack("ops", TMP, _base_env(), overrides={
             "COMETJOBS_ENV": "prod",
+            "COMETJOBS_CONSOLE_SECRET": "console-" + uuid.uuid4().hex + uuid.uuid4().hex,
             "COMETJOBS_LOG_FORMAT": "json",
             "COMETJOBS_LOG_LEVEL": "DEBUG",
             "COMETJOBS_S3_ADDRESSING_STYLE": "path",
@@ -74,7 +75,8 @@ class Ops:
             "COMETJOBS_QUEUE_NUDGE_AFTER": "300",
         })
         self.env = self.stack.env
-        self.secrets: set[str] = {self.stack.emulator_key, self.env["AWS_SECRET_ACCESS_KEY"]}
+        self.secrets: set[str] = {self.stack.emulator_key, self.env["AWS_SECRET_ACCESS_KEY"],
+                                  self.env["COMETJOBS_CONSOLE_SECRET"]}
         self.extra: list[Service] = []
         self.worker_node = f"worker-{self.stack.name}@%h"
 
@@ -241,6 +243,12 @@ class TestMetricsAfterARealJob:
         assert worker_delta("cometjobs_upstream_requests_total", family="sora", endpoint="create", outcome="ok") == 1
         assert worker_delta("cometjobs_upstream_requests_total", family="sora", endpoint="poll", outcome="ok") >= 1
         assert worker_delta("cometjobs_upstream_requests_total", family="sora", endpoint="content", outcome="ok") == 2
+        # The spritesheet the emulator does not have is optional: skipped, not an upstream error.
+        assert worker_delta("cometjobs_upstream_requests_total", family="sora", endpoint="content",
+                            outcome="skipped") == 1
+        assert worker_delta("cometjobs_upstream_requests_total", family="sora", endpoint="content") == 3
+        assert worker_delta("cometjobs_jobs_finished_total", model="sora-2-pro", status="succeeded",
+                            error_source="none") == 1
         for endpoint in ("create", "poll", "content"):
             assert worker_delta("cometjobs_upstream_request_duration_seconds_count", family="sora",
                                 endpoint=endpoint) >= 1
@@ -273,6 +281,30 @@ class TestMetricsAfterARealJob:
         assert not ops.gone_worker_dir.exists()
 
 
+class TestProcessMetrics:
+    def test_worker_exports_its_main_process_and_each_pool_child(self, ops):
+        samples = ops.scrape_worker()
+        main = psutil.Process(ops.worker.proc.pid)
+        assert total(samples, "process_resident_memory_bytes") > 0
+        assert total(samples, "process_start_time_seconds") == pytest.approx(main.create_time(), abs=2)
+        children = {dict(labels)["index"] for (name, labels), _ in samples.items()
+                    if name == "cometjobs_worker_child_resident_memory_bytes"}
+        assert children == {str(n) for n in range(int(ops.env["COMETJOBS_WORKER_CONCURRENCY"]))}
+        assert all(v > 0 for (name, _), v in samples.items() if name == "cometjobs_worker_child_resident_memory_bytes")
+        assert has_series(samples, "cometjobs_worker_child_cpu_seconds_total")
+
+    def test_every_process_says_which_build_it_runs(self, ops):
+        from importlib.metadata import version
+
+        for samples in (ops.scrape_api(), ops.scrape_worker(), ops.scrape_scheduler()):
+            builds = [dict(labels) for (name, labels), value in samples.items()
+                      if name == "cometjobs_build_info" and value == 1]
+            assert builds and {b["version"] for b in builds} == {version("cometjobs")}
+            assert {b["python"] for b in builds} == {".".join(map(str, sys.version_info[:3]))}
+        assert total(ops.scrape_scheduler(), "process_resident_memory_bytes") > 0
+        assert total(ops.scrape_api(), "process_resident_memory_bytes") > 0
+
+
 class TestScheduler:
     def test_each_tick_beats_and_one_replica_leads(self, ops):
         import time
@@ -288,6 +320,20 @@ class TestScheduler:
             assert time.time() - total(samples, "cometjobs_tick_last_success_timestamp_seconds", tick=tick) < 30
             assert total(samples, "cometjobs_tick_runs_total", tick=tick, outcome="ok") >= 1
         assert total(samples, "cometjobs_scheduler_leader") == 1
+
+    def test_health_probe_reads_the_heartbeats(self, ops):
+        def probe(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(cometjobs("scheduler-health", *args), env=ops.env, capture_output=True,
+                                  text=True, timeout=60)
+
+        healthy = probe("--port", str(ops.scheduler_metrics_port), "--max-age", "30")
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        ages = json.loads(healthy.stdout)["seconds_since_last_round"]
+        assert set(ages) == {"poll", "deliver"} and all(0 <= age <= 30 for age in ages.values())
+        never = probe("--port", str(ops.scheduler_metrics_port), "--tick", "no-such-tick")
+        assert (never.returncode, json.loads(never.stdout)["healthy"]) == (1, False)
+        nobody = probe("--port", str(free_port()))
+        assert (nobody.returncode, json.loads(nobody.stdout)["healthy"]) == (1, False)
 
 
 class TestGaugesReadAtScrapeTime:
@@ -441,9 +487,12 @@ class TestWorkerHealth:
 
 
 class TestFlower:
-    def test_flower_shows_the_tasks_of_a_job(self, ops):
+    def test_flower_shows_the_tasks_of_a_job_and_nothing_else(self, ops):
+        from app.core.tasks import TaskName
+
         port = free_port()
-        flower = ops.service("flower", cometjobs("flower", f"--port={port}", "--address=127.0.0.1"),
+        # Options the way every other subcommand takes them (`--port N`), and tornado's `--address=...`.
+        flower = ops.service("flower", cometjobs("flower", "--port", str(port), "--address=127.0.0.1"),
                              FLOWER_UNAUTHENTICATED_API="true")
         try:
             flower.wait_http(f"http://127.0.0.1:{port}/healthcheck")
@@ -457,7 +506,9 @@ class TestFlower:
                         and t.get("state") == "SUCCESS"}
                 return tasks if {"cometjobs.submit_job", "cometjobs.collect_job"} <= done else None
 
-            wait_for(seen, timeout=60, message=lambda: f"flower to see the job's tasks\n{flower.log_tail()}")
+            tasks = wait_for(seen, timeout=60, message=lambda: f"flower to see the job's tasks\n{flower.log_tail()}")
+            # Job work only: the periodic ticks run in the scheduler and never bury it.
+            assert {t["name"] for t in tasks.values()} <= {name.value for name in TaskName}
             workers = httpx.get(f"http://127.0.0.1:{port}/api/workers", params={"refresh": "1"}, timeout=30).json()
             assert host_format(ops.worker_node) in workers
             flower_metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text

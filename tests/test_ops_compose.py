@@ -61,15 +61,43 @@ class TestCompose:
         assert worker["environment"]["COMETJOBS_WORKER_METRICS_PORT"] == "9808"
         assert worker["healthcheck"]["test"][1:3] == ["cometjobs", "worker-health"]
 
-    def test_prometheus_scrapes_the_api_and_every_worker(self, compose):
+    def test_prometheus_finds_every_api_worker_and_scheduler_replica_by_dns(self, compose):
         jobs = {job["job_name"]: job for job in prometheus_config()["scrape_configs"]}
-        api_port = compose["services"]["api"]["command"][-1]
-        assert jobs["cometjobs-api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
-        [worker_sd] = jobs["cometjobs-worker"]["dns_sd_configs"]
-        assert worker_sd["names"] == ["worker"]
-        assert str(worker_sd["port"]) == compose["services"]["worker"]["environment"]["COMETJOBS_WORKER_METRICS_PORT"]
-        mounts = " ".join(str(v) for v in compose["services"]["prometheus"]["volumes"])
+        services = compose["services"]
+        ports = {
+            "api": services["api"]["command"][-1],
+            "worker": services["worker"]["environment"]["COMETJOBS_WORKER_METRICS_PORT"],
+            "scheduler": services["scheduler"]["command"][-1],
+        }
+        for role, port in ports.items():
+            job = jobs[f"cometjobs-{role}"]
+            assert "static_configs" not in job, f"{role}: a static target reaches one replica at random"
+            [sd] = job["dns_sd_configs"]
+            assert (sd["names"], str(sd["port"])) == ([role], str(port))
+        mounts = " ".join(str(v) for v in services["prometheus"]["volumes"])
         assert "deploy/prometheus/prometheus.yml" in mounts
+
+    def test_prometheus_loads_the_alert_rules_from_where_compose_mounts_them(self, compose):
+        assert prometheus_config()["rule_files"] == ["rules/*.yml"]  # relative to prometheus.yml
+        volumes = [str(v) for v in compose["services"]["prometheus"]["volumes"]]
+        assert any("deploy/prometheus/rules:/etc/prometheus/rules" in v for v in volumes), volumes
+
+    def test_every_published_port_is_bound_to_localhost_except_the_api(self, compose):
+        for name, service in compose["services"].items():
+            for port in service.get("ports", []):
+                published = port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port['published']}"
+                if name != "api":
+                    assert str(published).startswith("127.0.0.1:"), (name, port)
+
+    def test_long_running_roles_have_healthchecks_that_probe_their_work(self, compose):
+        services = compose["services"]
+        for name in ("api", "worker", "scheduler", "flower"):
+            assert services[name]["healthcheck"]["test"], name
+        assert services["scheduler"]["healthcheck"]["test"][1:3] == ["cometjobs", "scheduler-health"]
+        assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
+
+    def test_console_secret_is_passed_to_the_api(self, compose):
+        assert "COMETJOBS_CONSOLE_SECRET" in compose["services"]["api"]["environment"]
 
 
 class TestDockerfile:
@@ -89,12 +117,14 @@ def exported_series(database: str) -> set[str]:
     from prometheus_client.metrics import MetricWrapperBase
 
     from app.core import metrics
-    from app.health.metrics import DatabaseCollector, QueueCollector
+    from app.health.exporter import PoolProcessCollector
+    from app.health.metrics import DatabaseCollector, QueueCollector, StorageCollector
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     names: set[str] = set()
     families = [f for m in vars(metrics).values() if isinstance(m, MetricWrapperBase) for f in m.describe()]
-    families += list(DatabaseCollector().collect()) + list(QueueCollector().collect())
+    families += [*DatabaseCollector().collect(), *QueueCollector().collect(), *StorageCollector().collect()]
+    families += PoolProcessCollector(worker=None).collect()
     for family in families:
         names.update(family.name + suffix for suffix in suffixes[family.type])
     return names
@@ -116,6 +146,16 @@ class TestDashboard:
                      "cometjobs_webhook_pending_deliveries", "cometjobs_webhook_oldest_pending_age_seconds",
                      "cometjobs_queue_depth", "cometjobs_http_requests_total"):
             assert core in used, core
+
+    def test_ratios_show_zero_rather_than_no_data(self):
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "cometjobs.json").read_text())
+        [ratio] = [p for p in dashboard["panels"] if p["title"] == "5xx ratio"]
+        assert ratio["targets"][0]["expr"].rstrip().endswith("or vector(0)")
+
+    def test_optional_results_skipped_are_not_plotted_as_upstream_errors(self):
+        dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "cometjobs.json").read_text())
+        [ratio] = [p for p in dashboard["panels"] if p["title"] == "Error ratio, by family"]
+        assert 'outcome!~"ok|skipped"' in ratio["targets"][0]["expr"]
 
     def test_grafana_is_provisioned_with_it(self, compose):
         volumes = " ".join(str(v) for v in compose["services"]["grafana"]["volumes"])

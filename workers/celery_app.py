@@ -64,18 +64,23 @@ def _empty_metrics_dir(**_kwargs: object) -> None:
 
 
 @signals.worker_init.connect
-def _start_metrics_exporter(**_kwargs: object) -> None:
+def _start_metrics_exporter(sender: object = None, **_kwargs: object) -> None:
+    from app.core.metrics import record_build_info
     from app.health.exporter import start_worker_exporter
 
+    record_build_info()  # the directory was emptied (celeryd_init) after the import had set it
     settings = get_settings()
-    start_worker_exporter(settings.worker_metrics_port, settings.worker_metrics_host)
+    # The sender is the worker: its pool lists the children whose process metrics are served.
+    start_worker_exporter(settings.worker_metrics_port, settings.worker_metrics_host, worker=sender)
 
 
 @signals.worker_process_init.connect
 def _metrics_after_fork(**_kwargs: object) -> None:
+    from app.core.metrics import record_build_info
     from app.health.exporter import after_fork
 
     after_fork()
+    record_build_info()
 
 
 @signals.worker_process_shutdown.connect

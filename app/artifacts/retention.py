@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.artifacts import repository
 from app.artifacts.models import Artifact
 from app.clients.models import Client
+from app.core import metrics
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.settings import get_settings
@@ -40,7 +41,10 @@ def _delete(session: Session, artifacts: Sequence[Artifact], now: datetime, reas
     """Delete the objects and stamp their rows; the artifacts deleted (a failed one stays as it was)."""
     if not artifacts:
         return []
-    failed = set(get_storage().delete_many([a.storage_key for a in artifacts]))
+    storage = get_storage()
+    failed = set(storage.delete_many([a.storage_key for a in artifacts]))
+    if failed:
+        metrics.STORAGE_ERRORS.labels(backend=storage.scheme, operation="delete").inc(len(failed))
     deleted = [a for a in artifacts if a.storage_key not in failed]
     by_job: dict[str, list[str]] = defaultdict(list)
     for artifact in deleted:

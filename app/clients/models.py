@@ -38,6 +38,8 @@ class Client(Base):
     daily_budget: Mapped[float | None] = mapped_column(Float)
     # The dispatcher's virtual time for this client (start-time fair queuing).
     fair_vtime: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # Set by `cometjobs clients revoke`: the API key stops authenticating at once.
+    revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

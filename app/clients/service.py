@@ -77,7 +77,10 @@ def create(
 
 
 def authenticate(session: Session, api_key: str) -> Client | None:
-    return session.scalar(select(Client).where(Client.api_key_hash == hash_key(api_key)))
+    """The client holding this key, unless it was revoked."""
+    return session.scalar(
+        select(Client).where(Client.api_key_hash == hash_key(api_key), Client.revoked_at.is_(None))
+    )
 
 
 class KeyCache:
@@ -117,6 +120,52 @@ def key_cache() -> KeyCache:
 
 def get_by_name(session: Session, name: str) -> Client | None:
     return session.scalar(select(Client).where(Client.name == name).order_by(Client.created_at.desc()).limit(1))
+
+
+class AmbiguousClient(Exception):
+    """Several clients carry the name: the caller must pick one by id."""
+
+    def __init__(self, name: str, ids: list[str]) -> None:
+        super().__init__(f"{len(ids)} clients are named {name!r}: {', '.join(ids)}; name one by its id")
+        self.ids = ids
+
+
+def find(session: Session, name_or_id: str) -> Client | None:
+    """A client by id, or by name when exactly one client has it."""
+    by_id = session.get(Client, name_or_id)
+    if by_id is not None:
+        return by_id
+    named = list(session.scalars(select(Client).where(Client.name == name_or_id).order_by(Client.created_at)))
+    if len(named) > 1:
+        raise AmbiguousClient(name_or_id, [c.id for c in named])
+    return named[0] if named else None
+
+
+def all_clients(session: Session) -> list[Client]:
+    return list(session.scalars(select(Client).order_by(Client.created_at, Client.id)))
+
+
+def describe(client: Client) -> dict[str, Any]:
+    """What ops may see of a client (the CLI's `clients list`, the console): never a key or
+    a secret. A dict, so new fields (limits, budgets) join without breaking readers."""
+    return {
+        "name": client.name, "id": client.id, "admin": client.is_admin,
+        "created": client.created_at.isoformat() if client.created_at else None,
+        "revoked": client.revoked_at.isoformat() if client.revoked_at else None,
+        "webhook_url": client.webhook_url, "api_key_hint": client.api_key_hint,
+        "weight": client.weight, "max_queued": client.max_queued, "rate_per_minute": client.rate_per_minute,
+        "rate_burst": client.rate_burst, "daily_budget": client.daily_budget,
+    }
+
+
+def revoke(session: Session, client: Client) -> bool:
+    """The client's API key stops working at once; False if it already was revoked.
+    Its jobs run on and their webhooks are still sent."""
+    if client.revoked_at is not None:
+        return False
+    client.revoked_at = utcnow()
+    session.flush()
+    return True
 
 
 def limits_out(session: Session, client: Client) -> LimitsOut:
@@ -189,8 +238,11 @@ def rotate_webhook_secret(session: Session, client: Client, grace: timedelta) ->
 
 
 def rotate_api_key(session: Session, client: Client) -> str:
+    """A new API key; the old one stops working at once. A revoked client is restored
+    with the new key (the leaked one stays dead): the way back after a revoke."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     client.api_key_hash = hash_key(key)
     client.api_key_hint = key[: len(KEY_PREFIX) + 4]
+    client.revoked_at = None
     session.flush()
     return key

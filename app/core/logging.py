@@ -32,7 +32,7 @@ _SECRET_PATTERNS = [
 _SECRET_KEYS = {
     "api_key", "webhook_secret", "webhook_secret_previous", "secret", "authorization", "proxy-authorization",
     "cookie", "x-api-key", "password", "cometapi_key", "token", "access_token", "session_token",
-    "secret_access_key", "aws_secret_access_key", "s3_secret_access_key",
+    "secret_access_key", "aws_secret_access_key", "s3_secret_access_key", "console_secret", "csrf_token",
 }
 _extra_secrets: set[str] = set()
 
@@ -89,7 +89,7 @@ def configure_logging(fmt: str = "console", level: str = "INFO", *, force: bool 
     from app.core.settings import get_settings
 
     settings = get_settings()
-    for setting in ("cometapi_key", "s3_secret_access_key"):
+    for setting in ("cometapi_key", "s3_secret_access_key", "console_secret"):
         value = getattr(settings, setting, None)
         if value:
             register_secret(value.get_secret_value())

@@ -9,6 +9,7 @@ depth) are not here: `app.health.metrics` reads them at scrape time.
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,9 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# Upstream calls, content copies and tasks can last minutes (a Sora create that hangs, a
+# large video streamed into S3): buckets reach 30 minutes, or their quantiles would pin at 30 s.
+LONG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800)
 STATE_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 HTTP_REQUESTS = Counter(
@@ -33,8 +37,11 @@ HTTP_LATENCY = Histogram(
     "cometjobs_http_request_duration_seconds", "API request latency", ["route", "method"], buckets=LATENCY_BUCKETS
 )
 JOBS_CREATED = Counter("cometjobs_jobs_created_total", "Jobs accepted", ["model"])
+# error_source: where a failure came from (validation, upstream, storage, timeout, canceled),
+# "none" for a success. A bounded set, unlike the upstream's own error codes.
 JOBS_FINISHED = Counter(
-    "cometjobs_jobs_finished_total", "Jobs that reached a terminal status", ["model", "status"]
+    "cometjobs_jobs_finished_total", "Jobs that reached a terminal status, by model, status and error source",
+    ["model", "status", "error_source"],
 )
 JOB_SECONDS = Histogram(
     "cometjobs_job_duration_seconds", "Time from acceptance to a terminal status", ["model", "status"],
@@ -45,23 +52,30 @@ STATE_SECONDS = Histogram(
     ["model", "state"], buckets=STATE_BUCKETS,
 )
 UPSTREAM_CALLS = Counter(
-    "cometjobs_upstream_requests_total", "CometAPI calls by family, endpoint and outcome (ok or an error code)",
+    "cometjobs_upstream_requests_total",
+    "CometAPI calls by family, endpoint and outcome (ok, skipped: an optional result the upstream does not "
+    "have, or an error code)",
     ["family", "endpoint", "outcome"],
 )
 UPSTREAM_LATENCY = Histogram(
     "cometjobs_upstream_request_duration_seconds", "CometAPI call latency (content: the whole streamed copy)",
-    ["family", "endpoint"], buckets=LATENCY_BUCKETS,
+    ["family", "endpoint"], buckets=LONG_BUCKETS,
 )
 POLL_LAG = Histogram(
     "cometjobs_poll_lag_seconds", "Delay between a poll falling due and a worker claiming it",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 STORAGE_BYTES = Counter(
     "cometjobs_storage_copied_bytes_total", "Bytes of results copied into storage", ["backend"]
 )
 STORAGE_COPY_SECONDS = Histogram(
     "cometjobs_storage_copy_duration_seconds", "Duration of one artifact copy, upstream to storage", ["backend"],
-    buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800),
+)
+STORAGE_ERRORS = Counter(
+    "cometjobs_storage_errors_total",
+    "Storage operations that failed on the storage side (a full disk, S3 refusing a write), by operation",
+    ["backend", "operation"],
 )
 WEBHOOK_ATTEMPTS = Counter(
     "cometjobs_webhook_attempts_total",
@@ -71,11 +85,16 @@ WEBHOOK_ATTEMPTS = Counter(
 WEBHOOK_LATENCY = Histogram(
     "cometjobs_webhook_attempt_duration_seconds", "Webhook attempt latency", buckets=LATENCY_BUCKETS
 )
+WEBHOOK_SETTLED = Counter(
+    "cometjobs_webhook_deliveries_settled_total",
+    "Webhook deliveries that stopped being attempted: delivered, dead (every retry failed) or disabled (410)",
+    ["outcome"],
+)
 TASKS = Counter(
     "cometjobs_celery_tasks_total", "Celery tasks run by a worker, by task name and final state", ["task", "state"]
 )
 TASK_SECONDS = Histogram(
-    "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LATENCY_BUCKETS
+    "cometjobs_celery_task_duration_seconds", "Celery task run time", ["task"], buckets=LONG_BUCKETS
 )
 
 UPSTREAM_IN_FLIGHT = Gauge(
@@ -112,6 +131,28 @@ SCHEDULER_LEADER = Gauge(
     "cometjobs_scheduler_leader", "1 while this scheduler replica holds the leadership lock",
     multiprocess_mode="liveall",
 )
+BUILD_INFO = Gauge(
+    "cometjobs_build_info", "Always 1: the cometjobs version and Python version of this process",
+    ["version", "python"], multiprocess_mode="max",
+)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cometjobs")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def record_build_info() -> None:
+    """Set at import; again in each prefork child and after a worker empties its
+    multiprocess directory, since in multiprocess mode a value lives in its process's file."""
+    BUILD_INFO.labels(version=_version(), python=platform.python_version()).set(1)
+
+
+record_build_info()
 
 
 def tick_ran(tick: str, seconds: float, *, ok: bool) -> None:
@@ -146,11 +187,14 @@ def job_transition(
     old_status = previous[0] if previous is not None else None
     total = _seconds(now, getattr(job, "created_at", None)) if terminal else None
 
+    # `fail` writes error_source with the move; a success has none.
+    source = (getattr(job, "error_source", None) or "none") if terminal else "none"
+
     def record() -> None:
         if old_status is not None and spent is not None:
             STATE_SECONDS.labels(model=model, state=old_status).observe(spent)
         if terminal:
-            JOBS_FINISHED.labels(model=model, status=new_status).inc()
+            JOBS_FINISHED.labels(model=model, status=new_status, error_source=source).inc()
             if total is not None:
                 JOB_SECONDS.labels(model=model, status=new_status).observe(total)
 
@@ -164,6 +208,21 @@ def job_created(model: str, session: Session | None = None) -> None:
 def upstream_call(family: str, endpoint: str, outcome: str, seconds: float) -> None:
     UPSTREAM_CALLS.labels(family=family, endpoint=endpoint, outcome=outcome).inc()
     UPSTREAM_LATENCY.labels(family=family, endpoint=endpoint).observe(seconds)
+
+
+def webhook_settled(session: Session | None, outcomes: Iterable[str]) -> None:
+    """Deliveries that stopped being attempted, counted once their batch commits."""
+    settled: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome in ("delivered", "dead", "disabled"):
+            settled[outcome] = settled.get(outcome, 0) + 1
+
+    def record() -> None:
+        for outcome, n in settled.items():
+            WEBHOOK_SETTLED.labels(outcome=outcome).inc(n)
+
+    if settled:
+        after_commit(session, record)
 
 
 def webhook_outcome(status_code: int | None, error: str | None) -> str:
@@ -192,4 +251,5 @@ def webhook_attempts(attempts: Iterable[tuple[int | None, str | None, int]]) -> 
 
 __all__ = [
     "after_commit", "job_created", "job_transition", "upstream_call", "webhook_attempts", "webhook_outcome",
+    "webhook_settled",
 ]

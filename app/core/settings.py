@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx", "your-key", "sk-xxx"}
+# A console secret signs session cookies: shorter ones are guessable offline from a cookie.
+CONSOLE_SECRET_MIN_CHARS = 32
 
 # Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about 27.5 h in all).
 DEFAULT_WEBHOOK_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
@@ -58,6 +60,12 @@ class Settings(BaseSettings):
 
     cometapi_base_url: str = "https://api.cometapi.com"
     cometapi_key: SecretStr | None = None
+
+    # Signs the ops console's session cookies (/console). Required in prod, at least 32
+    # characters; elsewhere one is derived from the database URL and the data directory.
+    console_secret: SecretStr | None = None
+    # How long a console sign-in lasts.
+    console_session_ttl: Duration = timedelta(hours=8)
 
     log_format: Literal["json", "console"] | None = None
     log_level: str = "INFO"
@@ -218,9 +226,26 @@ class Settings(BaseSettings):
             key = self.cometapi_key.get_secret_value() if self.cometapi_key else ""
             if key.strip().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("COMETJOBS_COMETAPI_KEY must be a real key when COMETJOBS_ENV=prod")
+            console = self.console_secret.get_secret_value() if self.console_secret else ""
+            if console.strip().lower() in PLACEHOLDER_SECRETS or len(console) < CONSOLE_SECRET_MIN_CHARS:
+                raise ValueError(
+                    f"COMETJOBS_CONSOLE_SECRET must be a real secret of at least {CONSOLE_SECRET_MIN_CHARS} "
+                    "characters when COMETJOBS_ENV=prod (e.g. python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))')"
+                )
         if not self.webhook_retry_schedule:
             raise ValueError("COMETJOBS_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
         return self
+
+    @property
+    def console_signing_key(self) -> str:
+        if self.console_secret is not None and self.console_secret.get_secret_value():
+            return self.console_secret.get_secret_value()
+        # dev and test only (prod requires the setting): stable across processes and restarts.
+        import hashlib
+
+        seed = f"cometjobs-console|{self.database_url}|{self.data_dir.resolve()}"
+        return hashlib.sha256(seed.encode()).hexdigest()
 
     @property
     def is_sqlite(self) -> bool:

@@ -10,8 +10,10 @@ crash). The directory belongs to one worker and is emptied when it starts
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +59,51 @@ def reset_multiprocess_dir() -> Path | None:
     return path
 
 
-def start_worker_exporter(port: int, host: str) -> Any:
-    """Serve the worker pool's metrics on host:port; returns the server, or None when disabled."""
+class PoolProcessCollector:
+    """CPU, memory and file descriptors of each prefork child, labelled by its pool index
+    (0..concurrency-1, reused when a child is replaced: a bounded label, unlike a pid).
+    Read from /proc at scrape time, as prometheus_client's ProcessCollector does for the
+    main process."""
+
+    _SERIES = {
+        "process_resident_memory_bytes": ("cometjobs_worker_child_resident_memory_bytes", "gauge"),
+        "process_cpu_seconds_total": ("cometjobs_worker_child_cpu_seconds_total", "counter"),
+        "process_open_fds": ("cometjobs_worker_child_open_fds", "gauge"),
+        "process_start_time_seconds": ("cometjobs_worker_child_start_time_seconds", "gauge"),
+    }
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def children(self) -> list[tuple[str, int]]:
+        # celery's TaskPool -> billiard's pool -> its process objects; absent with a solo
+        # or thread pool, and between a child's exit and its replacement.
+        pool = getattr(getattr(self.worker, "pool", None), "_pool", None)
+        processes = list(getattr(pool, "_pool", None) or [])
+        return sorted((str(getattr(p, "index", "?")), p.pid) for p in processes if getattr(p, "pid", None))
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client import ProcessCollector
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        families = {
+            name: (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                name, f"Prefork pool child: {name.removeprefix('cometjobs_worker_child_')}", labels=["index"])
+            for name, kind in self._SERIES.values()
+        }
+        for index, pid in self.children():
+            for family in ProcessCollector(pid=functools.partial(int, pid), registry=None).collect():
+                for sample in family.samples:
+                    target = self._SERIES.get(sample.name)
+                    if target is not None:
+                        families[target[0]].add_metric([index], sample.value)
+        yield from families.values()
+
+
+def start_worker_exporter(port: int, host: str, worker: Any = None) -> Any:
+    """Serve the worker pool's metrics on host:port; returns the server, or None when disabled.
+    Besides the children's files: the main process's own `process_*` series and each
+    child's (`cometjobs_worker_child_*`), read from /proc."""
     global _server
     if port <= 0:
         return None
@@ -69,11 +114,14 @@ def start_worker_exporter(port: int, host: str) -> Any:
             "prefork children could not share their metrics",
         )
         return None
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
+    ProcessCollector(registry=registry)
+    if worker is not None:
+        registry.register(PoolProcessCollector(worker))
     try:
         _server, _thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

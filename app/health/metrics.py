@@ -7,13 +7,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, exists, func, select, text
+from sqlalchemy.orm import aliased
 
 from app.core.boundary import CheckedRoute
 from app.core.db import get_sessionmaker
@@ -34,74 +36,152 @@ def _up(name: str, ok: bool) -> GaugeMetricFamily:
     return gauge
 
 
+def _age(now: datetime, since: datetime | None) -> float:
+    if since is None:
+        return 0.0
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return max(0.0, (now - since).total_seconds())
+
+
+def _most_overdue_delivery(now: datetime) -> Select[Any]:
+    """When the longest-waiting attempt fell due. A receiver that keeps failing has its next
+    attempt scheduled in the future (and one in flight is leased into the future), so it
+    cannot hold this up; a job's later events, which wait for its first one, are left out.
+    Only the schedulers and workers falling behind can."""
+    from app.webhooks.models import WebhookDelivery
+
+    earlier = aliased(WebhookDelivery)
+    blocked = exists().where(
+        earlier.job_id == WebhookDelivery.job_id, earlier.seq < WebhookDelivery.seq, earlier.status == "pending",
+    )
+    return select(func.min(WebhookDelivery.next_attempt_at)).where(
+        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now, ~blocked,
+    )
+
+
 class DatabaseCollector(Collector):
-    """Two aggregate queries, both served by the (status, ...) indexes."""
+    """Three aggregate queries, all served by the (status, ...) indexes."""
 
     def collect(self) -> Iterator[Metric]:
         from app.jobs.models import Job
         from app.webhooks.models import WebhookDelivery
 
+        now = datetime.now(UTC)
         try:
             with get_sessionmaker()() as session:
                 if session.get_bind().dialect.name == "postgresql":
                     session.execute(text(f"SET LOCAL statement_timeout = {SCRAPE_STATEMENT_TIMEOUT_MS}"))
-                counts = dict(
-                    session.execute(
-                        select(Job.status, func.count())
+                per_state = {
+                    status: (count, since) for status, count, since in session.execute(
+                        select(Job.status, func.count(), func.min(Job.status_changed_at))
                         .where(Job.status.in_([s.value for s in ACTIVE]))
                         .group_by(Job.status)
                     ).all()
-                )
+                }
                 pending, first = session.execute(
                     select(func.count(), func.min(WebhookDelivery.created_at))
                     .where(WebhookDelivery.status == "pending")
                 ).one()
+                most_overdue = session.scalar(_most_overdue_delivery(now))
         except Exception:
             yield _up("database", False)
             return
         jobs = GaugeMetricFamily("cometjobs_jobs", "Jobs currently in each non-terminal state", labels=["state"])
+        oldest_job = GaugeMetricFamily(
+            "cometjobs_jobs_oldest_age_seconds",
+            "Time the oldest job in each non-terminal state has been in it (0: none)", labels=["state"],
+        )
         for state in sorted(s.value for s in ACTIVE):
-            jobs.add_metric([state], counts.get(state, 0))
+            count, since = per_state.get(state, (0, None))
+            jobs.add_metric([state], count)
+            oldest_job.add_metric([state], _age(now, since))
         yield jobs
+        yield oldest_job
         backlog = GaugeMetricFamily(
             "cometjobs_webhook_pending_deliveries", "Webhook deliveries not yet delivered, dead or canceled"
         )
         backlog.add_metric([], pending or 0)
         yield backlog
-        if first is not None and first.tzinfo is None:
-            first = first.replace(tzinfo=UTC)
         oldest = GaugeMetricFamily(
-            "cometjobs_webhook_oldest_pending_age_seconds", "Age of the oldest undelivered webhook event (0: none)"
+            "cometjobs_webhook_oldest_pending_age_seconds",
+            "Age of the oldest undelivered webhook event, retries of failing receivers included (0: none)",
         )
-        oldest.add_metric([], max(0.0, (datetime.now(UTC) - first).total_seconds()) if first else 0.0)
+        oldest.add_metric([], _age(now, first))
         yield oldest
+        overdue = GaugeMetricFamily(
+            "cometjobs_webhook_oldest_due_age_seconds",
+            "How long the most overdue webhook attempt has been due (0: none): our sending lag, whatever "
+            "the receivers answer",
+        )
+        overdue.add_metric([], _age(now, most_overdue))
+        yield overdue
         yield _up("database", True)
 
 
-class QueueCollector(Collector):
-    """Messages waiting in each Celery queue (Redis broker: one LLEN per queue)."""
+class StorageCollector(Collector):
+    """Free and total bytes of the file system under local-disk storage (S3 has no such limit)."""
 
     def collect(self) -> Iterator[Metric]:
-        settings = get_settings()
-        if not settings.broker_url.startswith(("redis://", "rediss://")):
-            return
-        import redis
+        import shutil
+
+        from app.storage.backends import LocalStorage, get_storage
 
         try:
-            client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
-            try:
-                with client.pipeline(transaction=False) as pipe:
-                    for queue in QueueName:
-                        pipe.llen(f"{settings.broker_key_prefix}{queue.value}")
-                    lengths = pipe.execute()
-            finally:
-                client.close()
+            storage = get_storage()
+            if not isinstance(storage, LocalStorage):
+                return
+            # The root appears with the first object; until then, the file system it will be on.
+            path = storage.root
+            while not path.exists() and path != path.parent:
+                path = path.parent
+            usage = shutil.disk_usage(path)
         except Exception:
+            return
+        free = GaugeMetricFamily("cometjobs_storage_disk_free_bytes",
+                                 "Bytes free to us on the local storage's file system")
+        free.add_metric([], usage.free)
+        size = GaugeMetricFamily("cometjobs_storage_disk_size_bytes", "Size of the local storage's file system")
+        size.add_metric([], usage.total)
+        yield free
+        yield size
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each Celery queue (Redis broker: one pipelined LLEN per queue);
+    None when the broker is not Redis or cannot be read."""
+    settings = get_settings()
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for queue in QueueName:
+                    pipe.llen(f"{settings.broker_key_prefix}{queue.value}")
+                lengths = pipe.execute()
+        finally:
+            client.close()
+    except Exception:
+        return None
+    return {queue.value: int(length) for queue, length in zip(QueueName, lengths, strict=True)}
+
+
+class QueueCollector(Collector):
+    """Messages waiting in each Celery queue (Redis broker only)."""
+
+    def collect(self) -> Iterator[Metric]:
+        if not get_settings().broker_url.startswith(("redis://", "rediss://")):
+            return
+        depths = queue_depths()
+        if depths is None:
             yield _up("broker", False)
             return
         depth = GaugeMetricFamily("cometjobs_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        for queue, length in zip(QueueName, lengths, strict=True):
-            depth.add_metric([queue.value], length)
+        for queue, length in depths.items():
+            depth.add_metric([queue], length)
         yield depth
         yield _up("broker", True)
 
@@ -120,9 +200,11 @@ def process_registry() -> CollectorRegistry:
     """This process's metrics, or every process's files in multiprocess mode."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from prometheus_client import ProcessCollector, multiprocess
 
         multiprocess.MultiProcessCollector(registry)
+        # Files carry no process_* series: these are of the process answering the scrape.
+        ProcessCollector(registry=registry)
     else:
         registry.register(_Registry(REGISTRY))
     return registry
@@ -132,6 +214,7 @@ def build_registry() -> CollectorRegistry:
     registry = process_registry()
     registry.register(DatabaseCollector())
     registry.register(QueueCollector())
+    registry.register(StorageCollector())
     return registry
 
 

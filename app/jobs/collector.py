@@ -92,8 +92,11 @@ def _copy_one(job: Job, source: ArtifactSource, token: str) -> StoredObject | No
                 expected_size=expected, on_progress=beat,
             )
     except UpstreamError as exc:
-        metrics.upstream_call(job.family, "content", exc.error_code, time.perf_counter() - started)
-        if source.optional and exc.status in (400, 404, 405, 410, 415, 422):
+        # An optional result the upstream does not have (Sora's spritesheet) is no upstream error.
+        skipped = source.optional and exc.status in (400, 404, 405, 410, 415, 422)
+        metrics.upstream_call(job.family, "content", "skipped" if skipped else exc.error_code,
+                              time.perf_counter() - started)
+        if skipped:
             return None
         raise
     metrics.upstream_call(job.family, "content", "ok", time.perf_counter() - started)

@@ -218,6 +218,7 @@ def record(
                 event_type=item.event_type, attempt=item.attempt, status_code=result.status_code,
                 outcome=outcome, latency_ms=result.latency_ms, error=result.error,
             )
+    metrics.webhook_settled(session, outcomes)
     # The job's next event was waiting for this one.
     for next_id in repo.next_pending_for_jobs(session, settled):
         enqueue(session, TaskName.DELIVER_WEBHOOK, next_id)
