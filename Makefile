@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api \
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness \
 	compose-check screenshots lock clean
 
 $(STAMP): pyproject.toml
@@ -68,6 +68,9 @@ bench-webhooks: install
 
 bench-api: install
 	$(BIN)/python -m bench.api $(BENCH_ARGS)
+
+bench-fairness: install
+	$(BIN)/python -m bench.fairness $(BENCH_ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet
