@@ -65,6 +65,9 @@ TEST_ENV = {
     "COMETJOBS_POLL_LEASE": "10",
     "COMETJOBS_POLL_BUDGET": "2",
     "COMETJOBS_WORKER_CONCURRENCY": "3",
+    # Scrapes read the database every time, so a test sees the state it just made
+    # (the cache itself: tests/pipeline/test_gauges.py).
+    "COMETJOBS_METRICS_DB_CACHE": "0",
 }
 os.environ.update(TEST_ENV)
 (TMP / "data").mkdir(parents=True, exist_ok=True)

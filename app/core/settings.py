@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has looked up; changes made elsewhere (a
     # revocation, a PATCH on another process) take effect within this. 0: look up every time.
     auth_cache_ttl: Duration = timedelta(seconds=5)
+    # How long one process reuses the database gauges of /metrics (jobs per state, webhook
+    # backlog): scrapes from several Prometheus servers cost one set of queries. 0: none.
+    metrics_db_cache: Duration = timedelta(seconds=5)
 
     # Database
     db_pool_size: int = 10

@@ -228,6 +228,14 @@ class Pipeline:
         with session_scope() as session:
             return repository.get(session, job_id)
 
+    def schedule(self, job_id: str) -> Any:
+        """The running job's poll schedule (`job_polls`), None once it left `running`."""
+        from app.core.db import session_scope
+        from app.jobs import repository
+
+        with session_scope() as session:
+            return repository.poll_schedule(session, job_id)
+
     def timeline(self, job_id: str) -> list[Any]:
         from app.core.db import session_scope
         from app.jobs import repository
