@@ -58,7 +58,9 @@ TEST_ENV = {
     "COMETJOBS_LATE_WATCH": "30",
     "COMETJOBS_LATE_WATCH_INTERVAL": "1",
     "COMETJOBS_QUEUE_NUDGE_AFTER": "2",
-    "COMETJOBS_SUBMIT_LEASE": "6",
+    # Past this a job in `submitting` is judged lost (upstream_submit_unknown): on a loaded
+    # 2-core machine a worker can stall for seconds, so not too short.
+    "COMETJOBS_SUBMIT_LEASE": "20",
     "COMETJOBS_SUBMIT_RETRY_BASE": "0.2",
     "COMETJOBS_COLLECT_LEASE": "6",
     "COMETJOBS_COLLECT_RETRY_BASE": "0.2",

@@ -182,6 +182,14 @@ class Settings(BaseSettings):
     # exceed the longest copy (the collect task's hard time limit).
     abandoned_upload_age: Duration = timedelta(days=1)
 
+    # Rows (app/jobs/retention.py): a finished job is deleted this long after it finished,
+    # once none of its results is still stored (0: keep forever); an upload this long
+    # after it was made (0: forever). One leader tick every RETENTION_TICK, in batches.
+    job_retention: Duration = timedelta(days=90)
+    upload_retention: Duration = timedelta(days=7)
+    retention_tick: Duration = timedelta(minutes=10)
+    retention_batch_size: int = Field(500, ge=1)
+
     # S3-compatible storage (`s3://bucket/prefix`). Unset values fall back to the AWS
     # tools' own variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
     s3_endpoint_url: str | None = None

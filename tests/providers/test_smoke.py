@@ -87,7 +87,7 @@ class TestAgainstTheEmulator:
 
     def test_a_failure_is_a_row_and_exit_1(self, clean, emulator):
         emulator.configure(error_rate=1.0)  # every call answers 500: retried, then given up
-        result = smoke("--emulator", "--family", "flux", "--timeout", "90",
+        result = smoke("--emulator", "--family", "flux", "--timeout", "60",
                        COMETJOBS_SUBMIT_MAX_ATTEMPTS="1")
         assert result.returncode == 1, result.stdout + result.stderr
         [row] = result.stdout.strip().splitlines()[2:]
