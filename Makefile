@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness \
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness bench-scale \
 	compose-check screenshots lock clean
 
 $(STAMP): pyproject.toml
@@ -71,6 +71,11 @@ bench-api: install
 
 bench-fairness: install
 	$(BIN)/python -m bench.fairness $(BENCH_ARGS)
+
+# 1,000,000 finished + 100,000 active jobs; the real worker and scheduler for 5 minutes.
+# Smaller: make bench-scale BENCH_ARGS="--history 100000 --minutes 3".
+bench-scale: install
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet
