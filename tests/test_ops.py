@@ -32,6 +32,10 @@ from tests.support.s3 import MotoS3
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
+# One deployment per module (a module-scoped fixture): its tests stay on one xdist worker
+# instead of each worker starting its own.
+pytestmark = pytest.mark.xdist_group("ops-deployment")
+
 TERMINAL = {"succeeded", "failed", "canceled", "timed_out"}
 # Celery writes these from inside its signal handlers, where logging is not safe.
 CELERY_SIGNAL_HANDLER_LINE = re.compile(r"worker: (Warm|Cold) shutdown \(MainProcess\)|Waiting gracefully .*")
