@@ -170,11 +170,22 @@ async def send(http: WebhookClient, settings: Settings, item: Outgoing, secrets:
     return AttemptResult(code, latency, _text(body), error, retry_after, started_at)
 
 
+# 4xx answers that may succeed later (RFC 9110 and 6585: timeout, conflict, too early,
+# too many requests); any other 4xx says the receiver will never take this event.
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def refused_for_good(status_code: int | None) -> bool:
+    return status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_4XX
+
+
 def _next_state(settings: Settings, item: Outgoing, result: AttemptResult, now: datetime) -> tuple[str, datetime | None]:
     if result.ok:
         return repo.DELIVERED, None
     if result.status_code == 410:
         return repo.DISABLED, None
+    if refused_for_good(result.status_code):
+        return repo.FAILED, None
     delay = next_attempt_delay(settings, item.attempt, result.retry_after)
     if delay is None:
         return repo.DEAD, None
@@ -204,7 +215,7 @@ def record(
         outcome = str(update["status"]) if item.id in kept else STALE
         if outcome == repo.DISABLED:
             _disable_url(session, item.client_id, item.url, now)
-        if outcome in (repo.DELIVERED, repo.DEAD, repo.DISABLED):
+        if outcome in repo.SETTLED:
             settled.append(item.job_id)
         outcomes.append(outcome)
         # A first-time success is routine (its attempt row and the metrics have it); every

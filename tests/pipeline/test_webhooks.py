@@ -343,3 +343,46 @@ class TestGone:
             assert [h.status for h in receiver.for_job(default_id)] == [200]
         finally:
             gone.stop()
+
+
+class TestRefusedEvents:
+    """A 4xx other than 408/409/425/429 (and 410) ends that delivery `failed` after one
+    attempt and lets the job's next event go: "answer 2xx to events you ignore"."""
+
+    def test_which_answers_end_a_delivery(self):
+        from app.webhooks.service import refused_for_good
+
+        assert [c for c in range(100, 600) if refused_for_good(c)] == [
+            c for c in range(400, 500) if c not in (408, 409, 425, 429)]
+        assert not refused_for_good(None)
+
+    def test_a_refused_running_event_fails_at_once_releases_the_terminal_one_and_can_be_redelivered(
+        self, inproc, receiver
+    ):
+        receiver.script = [422]
+        client = inproc.client(webhook_url=receiver.url)
+        job_id = finished_job(inproc, client, webhook_events=["job.running"])
+        inproc.deliver_nudged()
+        inproc.deliver_nudged()  # the terminal event, released by the refusal
+        running, succeeded = inproc.deliveries(job_id)
+        assert (running.status, running.attempts, running.last_status_code) == ("failed", 1, 422)
+        assert (succeeded.status, succeeded.attempts) == ("delivered", 1)
+        assert [(h.json["type"], h.status) for h in receiver.for_job(job_id)] == [
+            ("job.running", 422), ("job.succeeded", 200)]
+        api, headers = inproc.api(), inproc.headers(client)
+        shown = api.get(f"/v1/jobs/{job_id}/deliveries", headers=headers).json()["data"]
+        assert [d["state"] for d in shown] == ["failed", "delivered"]
+        assert api.get("/v1/client", headers=headers).json()["disabled_webhook_urls"] == []
+
+        response = api.post(f"/v1/jobs/{job_id}/deliveries/{running.id}/redeliver", headers=headers)
+        assert response.status_code == 200, response.text
+        inproc.deliver_nudged()
+        assert inproc.delivery(running.id).status == "delivered"
+
+    def test_a_429_is_retried(self, inproc, receiver):
+        receiver.script = [429]
+        client = inproc.client(webhook_url=receiver.url)
+        job_id = finished_job(inproc, client)
+        [delivery] = inproc.deliveries(job_id)
+        attempts_until_settled(inproc, delivery.id)
+        assert [a.status_code for a in inproc.attempts(delivery.id)] == [429, 200]
