@@ -157,7 +157,8 @@ def _new_job(
         input=job_input,
         meta=body.metadata,
         webhook_url=webhook_url,
-        webhook_events=list(body.webhook_events or []),
+        # The subscription is fixed now: the job's own list (`[]` opts out), else the client's.
+        webhook_events=list(client.webhook_events or []) if body.webhook_events is None else list(body.webhook_events),
         parent_job_id=job_input.get("remix_of") or job_input.get("parent_job_id"),
         storage_prefix=f"{client.id}/{job_id}/{secrets.token_urlsafe(12)}",
         status=JobStatus.QUEUED.value,

@@ -269,6 +269,30 @@ class TestSubscriptions:
         assert hooks[0].json["data"]["status"] == "running"
 
 
+class TestSubscriptionSnapshot:
+    def test_an_empty_list_opts_out_and_a_later_client_change_leaves_submitted_jobs_alone(self, inproc, receiver):
+        client = inproc.client(webhook_url=receiver.url, webhook_events=["job.running"])
+        api, headers = inproc.api(), inproc.headers(client)
+        SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 50}, {"status": "completed"}])
+        inherits = inproc.create_job(client)
+        opted_out = inproc.create_job(client, webhook_events=[])
+        assert api.patch("/v1/client", json={"webhook_events": []}, headers=headers).status_code == 200
+        later = inproc.create_job(client)
+        for job_id in (inherits, opted_out, later):
+            inproc.run_until_settled(job_id)
+        inproc.deliver_nudged()
+        inproc.deliver(1)
+        inproc.deliver(1)
+
+        sent = {job_id: [h.json["type"] for h in receiver.for_job(job_id)] for job_id in (inherits, opted_out, later)}
+        assert sent == {inherits: ["job.running", "job.succeeded"], opted_out: ["job.succeeded"],
+                        later: ["job.succeeded"]}
+        shown = {job_id: api.get(f"/v1/jobs/{job_id}", headers=headers).json()["webhook_events"]
+                 for job_id in sent}
+        assert shown == {inherits: ["job.running"], opted_out: [], later: []}
+        assert receiver.for_job(inherits)[-1].json["data"]["webhook_events"] == ["job.running"]
+
+
 class TestCancel:
     def test_cancel_drops_pending_progress_and_running_but_sends_canceled(self, inproc, receiver):
         receiver.default, receiver.headers = 503, {"retry-after": "60"}
