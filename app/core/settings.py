@@ -161,8 +161,9 @@ class Settings(BaseSettings):
     # A JSON body holds one job's input, far below 1 MiB; anything larger is refused
     # from its Content-Length before a byte of it is read.
     max_json_bytes: int = Field(1024 * 1024, ge=1024)
-    # The JSON a caller stores with a job and gets back in every payload and webhook.
-    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+    # The JSON a caller stores with a job and gets back in every payload and webhook; at
+    # most 64 KiB so a webhook body stays under 96 KiB (webhooks.service.MAX_BODY_BYTES).
+    max_metadata_bytes: int = Field(16 * 1024, ge=0, le=64 * 1024)
     # A connection whose request line and headers are not complete within this is closed
     # (slowloris); a body that stalls longer than BODY_TIMEOUT between chunks is a 408.
     header_timeout: Duration = timedelta(seconds=10)

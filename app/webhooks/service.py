@@ -11,11 +11,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import structlog
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -76,6 +77,29 @@ def client_secrets(client: Client, now: datetime) -> list[str]:
     return secrets
 
 
+# A body stays under Express's default raw-body limit (100 kB): metadata is at most
+# 64 KiB (settings) and the rest of a job is a few KiB, so only a long input (prompts
+# run to 32,000 characters) can push it over; then `data.input` is left out.
+MAX_BODY_BYTES = 96 * 1024
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with `Z`, as every timestamp in the API and in `data` is written."""
+    return str(_TIMESTAMP.dump_python(value.astimezone(UTC), mode="json"))
+
+
+def envelope(event_id: str, event_type: str, seq: int, now: datetime, data: dict[str, Any]) -> str:
+    """The event's body: compact UTF-8 JSON, at most MAX_BODY_BYTES."""
+    event: dict[str, Any] = {"id": event_id, "type": event_type, "seq": seq, "created_at": timestamp(now),
+                             "data": data}
+    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    if len(body.encode()) > MAX_BODY_BYTES and data.get("input"):
+        event |= {"data": {**data, "input": {}}, "omitted": ["input"]}
+        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return body
+
+
 def create_event(
     session: Session, *, job_id: str, client: Client, url: str | None, event_type: str,
     data: dict[str, Any], now: datetime,
@@ -85,19 +109,17 @@ def create_event(
         return None
     delivery_id = new_id("msg")
     event_id = new_id("evt")
-    body = json.dumps(
-        {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data},
-        separators=(",", ":"),
-    )
     status = repo.DISABLED if url in client.disabled_webhook_urls else repo.PENDING
     if status == repo.PENDING and event_type != JobEvent.RUNNING:
         # A progress snapshot never sent is stale once a newer one, or the final one, exists.
         repo.supersede_unsent(session, job_id, JobEvent.PROGRESS, now)
+    seq = repo.next_seq(session, job_id)
+    body = envelope(event_id, event_type, seq, now, data)
     repo.insert_delivery(
         session,
         {
             "id": delivery_id, "job_id": job_id, "client_id": client.id,
-            "seq": repo.next_seq(session, job_id), "event_id": event_id,
+            "seq": seq, "event_id": event_id,
             "event_type": event_type, "url": url, "payload": body, "status": status,
             "attempts": 0, "next_attempt_at": now if status == repo.PENDING else None,
             "created_at": now, "updated_at": now,

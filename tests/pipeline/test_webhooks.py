@@ -4,7 +4,8 @@ schedule is 0.3, 0.6, 1 s in tests (4 attempts in all)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -291,6 +292,26 @@ class TestSubscriptionSnapshot:
                  for job_id in sent}
         assert shown == {inherits: ["job.running"], opted_out: [], later: []}
         assert receiver.for_job(inherits)[-1].json["data"]["webhook_events"] == ["job.running"]
+        events = [h.json for h in receiver.for_job(inherits)]
+        assert [e["seq"] for e in events] == [1, 2]
+        stamps = [e["created_at"] for e in events] + [e["data"][k] for e in events for k in ("created_at", "updated_at")]
+        assert all(stamp.endswith("Z") and "+" not in stamp for stamp in stamps)
+
+
+class TestEnvelope:
+    def test_a_body_over_the_cap_leaves_out_the_input_and_says_so(self):
+        from app.webhooks.service import MAX_BODY_BYTES, envelope
+
+        now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+        small = envelope("evt_1", "job.succeeded", 3, now, {"input": {"prompt": "雨の中の紙の船 🚣"}, "metadata": {"a": 1}})
+        assert small.startswith('{"id":"evt_1","type":"job.succeeded","seq":3,"created_at":"2026-11-30T07:00:00Z"')
+        assert "雨の中の紙の船 🚣" in small  # UTF-8, not \u escapes
+        data = {"input": {"prompt": "🚣" * 32_000}, "metadata": {"order": "x" * 60_000}}
+        body = envelope("evt_2", "job.succeeded", 4, now, data)
+        event = json.loads(body)
+        assert len(body.encode()) <= MAX_BODY_BYTES
+        assert (event["data"]["input"], event["omitted"]) == ({}, ["input"])
+        assert event["data"]["metadata"] == data["metadata"]
 
 
 class TestCancel:
