@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.webhooks.events import JobRunningEvent, JobSucceededEvent
 from tests.helpers import verify_signature
 from tests.support.inprocess import SoraScript
 from tests.support.receiver import Receiver
@@ -293,6 +294,9 @@ class TestSubscriptionSnapshot:
         assert shown == {inherits: ["job.running"], opted_out: [], later: []}
         assert receiver.for_job(inherits)[-1].json["data"]["webhook_events"] == ["job.running"]
         events = [h.json for h in receiver.for_job(inherits)]
+        running, succeeded = receiver.for_job(inherits)
+        JobRunningEvent.model_validate_json(running.body)  # the body is what the spec's `webhooks` describe
+        JobSucceededEvent.model_validate_json(succeeded.body)
         assert [e["seq"] for e in events] == [1, 2]
         stamps = [e["created_at"] for e in events] + [e["data"][k] for e in events for k in ("created_at", "updated_at")]
         assert all(stamp.endswith("Z") and "+" not in stamp for stamp in stamps)
