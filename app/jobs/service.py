@@ -30,6 +30,7 @@ from app.jobs.states import ACTIVE, PRIORITIES, TERMINAL, ErrorSource, JobStatus
 from app.jobs.transitions import fail
 from app.providers.base import ModelSpec, ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
+from app.webhooks import service as webhooks
 from app.webhooks import ssrf
 
 
@@ -121,18 +122,18 @@ def _model(model_id: str) -> ModelSpec:
 
 
 def _webhook_url(client: Client, requested: str | None) -> str | None:
-    """The job's own URL (checked now) or the client's default."""
+    """The job's own URL (checked now) or the client's default; either one disabled by a
+    410 is a 409, since the job would never be notified."""
     if not requested:
+        if client.webhook_url and client.webhook_url in client.disabled_webhook_urls:
+            raise webhooks.url_disabled(client, client.webhook_url, "the client's webhook URL")
         return client.webhook_url
     try:
         ssrf.check_at_submit(requested, get_settings().webhook_allowed_cidrs)
     except ssrf.UnsafeURL as exc:
         raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
     if requested in client.disabled_webhook_urls:
-        raise ValidationFailed.field(
-            "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
-            "PATCH /v1/client to re-enable it", "webhook_url_disabled",
-        )
+        raise webhooks.url_disabled(client, requested, "webhook_url")
     return requested
 
 

@@ -26,6 +26,7 @@ from app.core.aio import run
 from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
+from app.core.errors import Conflict, FieldError
 from app.core.http_headers import retry_after_seconds
 from app.core.ids import new_id
 from app.core.queue import enqueue
@@ -128,6 +129,19 @@ def create_event(
     if status == repo.PENDING:
         enqueue(session, TaskName.DELIVER_WEBHOOK, delivery_id)
     return delivery_id
+
+
+def url_disabled(client: Client, url: str, what: str) -> Conflict:
+    """`409 webhook_url_disabled`, with the request that enables `url` again and changes
+    nothing else (setting `webhook_url` would also replace the client's default URL)."""
+    others = sorted(client.disabled_webhook_urls - {url})
+    fix = json.dumps({"disabled_webhook_urls": others})
+    return Conflict(
+        f"{what} {url} answered 410 Gone and is disabled for this client. To send to it again, "
+        f"remove it from the disabled list: PATCH /v1/client {fix}",
+        code="webhook_url_disabled",
+        errors=[FieldError(field="webhook_url", message=f"{url} is disabled (410 Gone)", code="webhook_url_disabled")],
+    )
 
 
 def retry_policy(settings: Settings) -> Backoff:

@@ -358,14 +358,19 @@ class TestGone:
         me = api.get("/v1/client", headers=inproc.headers(client)).json()
         assert me["webhook_disabled_at"] and me["disabled_webhook_urls"] == [receiver.url]
 
-        later = finished_job(inproc, client)
-        assert [d.status for d in inproc.deliveries(later)] == ["disabled"]
+        # A job that would use the disabled default URL is refused, saying how to enable it.
+        refused = api.post("/v1/jobs", headers=inproc.headers(client),
+                           json={"model": "sora-2", "input": {"prompt": "again"}})
+        assert (refused.status_code, refused.json()["code"]) == (409, "webhook_url_disabled")
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"].endswith('PATCH /v1/client {"disabled_webhook_urls": []}')
         response = api.post(f"/v1/jobs/{job_id}/deliveries/{delivery.id}/redeliver", headers=inproc.headers(client))
         assert response.status_code == 409 and response.json()["code"] == "webhook_url_disabled"
         assert len(receiver.requests) == 1
 
-        me = api.patch("/v1/client", json={"webhook_url": receiver.url}, headers=inproc.headers(client)).json()
+        me = api.patch("/v1/client", json={"disabled_webhook_urls": []}, headers=inproc.headers(client)).json()
         assert me["webhook_disabled_at"] is None and me["disabled_webhook_urls"] == []
+        assert me["webhook_url"] == receiver.url
         assert api.post(f"/v1/jobs/{job_id}/deliveries/{delivery.id}/redeliver",
                         headers=inproc.headers(client)).status_code == 200
         inproc.deliver_nudged()
@@ -382,14 +387,22 @@ class TestGone:
             me = api.get("/v1/client", headers=inproc.headers(client)).json()
             assert me["webhook_disabled_at"] is None and me["disabled_webhook_urls"] == [gone.url]
 
-            refused = api.post("/v1/jobs", headers=inproc.headers(client), json={
-                "model": "sora-2", "input": {"prompt": "again"}, "webhook_url": gone.url})
-            assert refused.status_code == 422
-            assert refused.json()["errors"][0]["code"] == "webhook_url_disabled"
+            again = {"model": "sora-2", "input": {"prompt": "again"}, "webhook_url": gone.url}
+            refused = api.post("/v1/jobs", headers=inproc.headers(client), json=again)
+            assert (refused.status_code, refused.json()["code"]) == (409, "webhook_url_disabled")
+            assert refused.json()["errors"][0] == {
+                "field": "webhook_url", "message": f"{gone.url} is disabled (410 Gone)", "code": "webhook_url_disabled"}
             default_id = finished_job(inproc, client)
             inproc.deliver_nudged()
             assert len(gone.requests) == 1
             assert [h.status for h in receiver.for_job(default_id)] == [200]
+
+            # The fix the answer gives enables that URL and leaves the client's default alone.
+            fix = refused.json()["detail"].split("PATCH /v1/client ", 1)[1]
+            me = api.patch("/v1/client", content=fix, headers={**inproc.headers(client),
+                                                                 "content-type": "application/json"}).json()
+            assert (me["webhook_url"], me["disabled_webhook_urls"]) == (receiver.url, [])
+            assert api.post("/v1/jobs", headers=inproc.headers(client), json=again).status_code == 202
         finally:
             gone.stop()
 
