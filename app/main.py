@@ -162,7 +162,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     """The gateway. Messages go out through `publisher` (default: a producer-only Celery
     app on the configured broker), installed here for the whole process."""
-    settings = get_settings()
+    settings = get_settings().require("cometapi_key", "console_secret")
     configure_logging(settings.effective_log_format, settings.log_level)
     queue.install(publisher or queue.producer(settings))
     from app.artifacts.endpoints import router as artifacts_router

@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+import pytest
+from click.testing import CliRunner
+
 from app.clients.service import authenticate
 from app.core.db import session_scope
 from tests.support.waiting import wait_for
@@ -93,3 +96,46 @@ class TestClientKeys:
         assert run("clients", "revoke", first["id"]).returncode == 0
         missing = run("clients", "rotate-key", "nobody")
         assert missing.returncode != 0 and "no client" in missing.stderr
+
+
+class TestSettingsErrors:
+    """In production only the roles that use a secret demand it, and a bad setting is one
+    line naming it (exit 2), never a traceback."""
+
+    @pytest.fixture
+    def prod(self, monkeypatch, database):  # type: ignore[no-untyped-def]
+        from app.core.settings import get_settings
+
+        monkeypatch.setenv("COMETJOBS_ENV", "prod")
+        monkeypatch.delenv("COMETJOBS_COMETAPI_KEY", raising=False)
+        monkeypatch.delenv("COMETJOBS_CONSOLE_SECRET", raising=False)
+        get_settings.cache_clear()
+        yield monkeypatch
+        get_settings.cache_clear()
+
+    def test_migrate_and_worker_health_run_without_the_cometapi_key(self, prod):
+        from cometjobs.cli import main
+
+        migrated = CliRunner().invoke(main, ["migrate"])
+        assert (migrated.exit_code, migrated.output.strip()) == (0, "database is at the latest migration")
+        probe = CliRunner().invoke(main, ["worker-health", "--timeout", "0.2", "--node", "nobody@%h"])
+        assert probe.exit_code == 1 and json.loads(probe.stdout)["healthy"] is False
+        assert "COMETAPI_KEY" not in probe.output
+
+    def test_the_api_without_the_key_is_one_line(self, prod):
+        from cometjobs.cli import main
+
+        result = CliRunner().invoke(main, ["api"])
+        assert result.exit_code == 2
+        assert result.stderr == "cometjobs: invalid setting: COMETJOBS_COMETAPI_KEY must be a real key when " \
+            "COMETJOBS_ENV=prod\n"
+
+    def test_a_malformed_value_is_one_line_naming_the_variable(self, prod):
+        from cometjobs.cli import main
+
+        prod.setenv("COMETJOBS_WEBHOOK_TIMEOUT", "ten seconds")
+        result = CliRunner().invoke(main, ["migrate"])
+        assert result.exit_code == 2
+        [line] = result.stderr.splitlines()
+        assert line.startswith("cometjobs: invalid setting: COMETJOBS_WEBHOOK_TIMEOUT: ")
+        assert line.endswith("(got 'ten seconds')") and "Traceback" not in result.output
