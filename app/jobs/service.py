@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import secrets
@@ -117,8 +118,14 @@ def _model(model_id: str) -> ModelSpec:
     try:
         return get_model(model_id)
     except UnknownModel:
-        known = ", ".join(sorted(catalog()))
-        raise ValidationFailed.field("model", f"unknown model {model_id!r}; known models: {known}", "unknown_model") from None
+        known = catalog()
+        close = difflib.get_close_matches(model_id.lower(), sorted(known), n=3, cutoff=0.6)
+        hint = ""
+        if close:
+            hint = f"did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if len(close) > 1 else close)}? "
+        raise ValidationFailed.field(
+            "model", f"unknown model {model_id!r}; {hint}GET /v1/models lists all {len(known)}", "unknown_model"
+        ) from None
 
 
 def _webhook_url(client: Client, requested: str | None) -> str | None:
