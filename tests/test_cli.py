@@ -139,3 +139,33 @@ class TestSettingsErrors:
         [line] = result.stderr.splitlines()
         assert line.startswith("cometjobs: invalid setting: COMETJOBS_WEBHOOK_TIMEOUT: ")
         assert line.endswith("(got 'ten seconds')") and "Traceback" not in result.output
+
+
+class TestDevFirstRun:
+    def test_a_busy_port_is_a_clear_error_before_anything_starts(self, tmp_path, monkeypatch):
+        import socket
+
+        from cometjobs.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = CliRunner().invoke(main, ["dev", "--port", str(port)])
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"cometjobs dev: the API port {port} on 127.0.0.1 is in use")
+        assert f"make dev PORT={port + 1000}" in result.stderr
+        assert "running" not in result.stdout and not (tmp_path / ".cometjobs" / "cometjobs.db").exists()
+
+    def test_the_banner_fits_100_columns_has_no_borders_and_says_where_the_key_is(self, tmp_path):
+        from cometjobs.dev import ready_lines
+
+        saved = tmp_path / "dev-client.json"
+        client = {"api_key": "cj_live_" + "k" * 43, "webhook_secret": "whsec_" + "s" * 44}
+        lines = ready_lines("http://127.0.0.1:18000", client, saved)
+        assert all(len(line) <= 100 for line in lines if str(saved) not in line)
+        assert not any(line.startswith(("|", "+")) or line.endswith("|") for line in lines)
+        assert f"Saved in:       {saved}" in lines and f"  export KEY={client['api_key']}" in lines
+        curl = "\n".join(line for line in lines if line.startswith(("  curl", "    -")))
+        assert curl.endswith("'") and 'Bearer $KEY' in curl
