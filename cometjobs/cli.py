@@ -45,7 +45,8 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, help="API port; the emulator uses port+1.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--emulator-port", default=None, type=int, help="Emulator port (default: port+1)")
-@click.option("--emulator-job-seconds", default=8.0, show_default=True, help="How long emulated jobs take")
+@click.option("--emulator-job-seconds", default=30.0, show_default=True,
+              help="How long emulated jobs take (long enough for a video's polls to see progress)")
 def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: float) -> None:
     from cometjobs.dev import run_dev
 

@@ -20,6 +20,11 @@ from pathlib import Path
 
 import httpx
 
+# How long an emulated job takes under `cometjobs dev`: a video's polls (the first at 10 s,
+# then every 10 s) find it at about a third and two thirds, so a dev job shows progress
+# and sends `job.progress` before it ends, as a real one does.
+DEV_JOB_SECONDS = 30.0
+
 
 def _banner(lines: list[str]) -> None:
     # No box: every line can be copied as it is (a curl command with a border is not one).
@@ -192,7 +197,7 @@ def _supervise(children: _Children, stopping: dict[str, bool]) -> int:
     return 0
 
 
-def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_port: int | None = None) -> int:
+def run_dev(host: str, port: int, emulator_job_seconds: float = DEV_JOB_SECONDS, emulator_port: int | None = None) -> int:
     emulator_port = emulator_port or port + 1
     env, notes, emulate = _dev_environment(host, port, emulator_port)
     try:

@@ -169,3 +169,18 @@ class TestDevFirstRun:
         assert f"Saved in:       {saved}" in lines and f"  export KEY={client['api_key']}" in lines
         curl = "\n".join(line for line in lines if line.startswith(("  curl", "    -")))
         assert curl.endswith("'") and 'Bearer $KEY' in curl
+
+    def test_a_dev_job_is_seen_running_with_progress_by_at_least_two_polls_of_every_model(self):
+        from app.providers.registry import load_catalog
+        from cometjobs.cli import dev
+        from cometjobs.dev import DEV_JOB_SECONDS
+        from emulator.state import Task
+
+        assert next(p for p in dev.params if p.name == "emulator_job_seconds").default == DEV_JOB_SECONDS
+        for spec in load_catalog().values():
+            task = Task(id="t", family=spec.family, model=spec.id, prompt="p", created=0.0,
+                        job_seconds=DEV_JOB_SECONDS)
+            polls = [spec.poll_first_delay, spec.poll_first_delay + spec.poll_interval]
+            seen = [task.phase(now=at) for at in polls]
+            assert all(state == "running" for state, _ in seen), (spec.id, seen)
+            assert 0 < seen[0][1] < seen[1][1] < 100, (spec.id, seen)
