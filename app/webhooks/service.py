@@ -94,10 +94,19 @@ def envelope(event_id: str, event_type: str, seq: int, now: datetime, data: dict
     """The event's body: compact UTF-8 JSON, at most MAX_BODY_BYTES."""
     event: dict[str, Any] = {"id": event_id, "type": event_type, "seq": seq, "created_at": timestamp(now),
                              "data": data}
-    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    body = _compact(event)
     if len(body.encode()) > MAX_BODY_BYTES and data.get("input"):
         event |= {"data": {**data, "input": {}}, "omitted": ["input"]}
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        body = _compact(event)
+    return body
+
+
+def _compact(event: dict[str, Any]) -> str:
+    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    try:
+        body.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from an upstream's text) has no UTF-8: escape it
+        body = json.dumps(event, separators=(",", ":"))
     return body
 
 

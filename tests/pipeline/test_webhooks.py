@@ -316,6 +316,8 @@ class TestEnvelope:
         assert len(body.encode()) <= MAX_BODY_BYTES
         assert (event["data"]["input"], event["omitted"]) == ({}, ["input"])
         assert event["data"]["metadata"] == data["metadata"]
+        odd = envelope("evt_3", "job.failed", 5, now, {"error": {"message": "upstream said \ud800"}})
+        assert json.loads(odd)["data"]["error"]["message"] == "upstream said \ud800" and odd.isascii()
 
 
 class TestCancel:
