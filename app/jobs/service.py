@@ -133,7 +133,10 @@ def _webhook_url(client: Client, requested: str | None) -> str | None:
     410 is a 409, since the job would never be notified."""
     if not requested:
         if client.webhook_url and client.webhook_url in client.disabled_webhook_urls:
-            raise webhooks.url_disabled(client, client.webhook_url, "the client's webhook URL")
+            raise webhooks.url_disabled(
+                client, client.webhook_url, "the client's webhook URL",
+                'or give this job a webhook_url of its own, or clear the default: PATCH /v1/client {"webhook_url": null}',
+            )
         return client.webhook_url
     try:
         ssrf.check_at_submit(requested, get_settings().webhook_allowed_cidrs)

@@ -140,16 +140,17 @@ def create_event(
     return delivery_id
 
 
-def url_disabled(client: Client, url: str, what: str) -> Conflict:
+def url_disabled(client: Client, url: str, what: str, other_ways: str = "") -> Conflict:
     """`409 webhook_url_disabled`, with the request that enables `url` again and changes
     nothing else (setting `webhook_url` would also replace the client's default URL)."""
     others = sorted(client.disabled_webhook_urls - {url})
     fix = json.dumps({"disabled_webhook_urls": others})
+    message = f"{url} is disabled (410 Gone)" + (f"; {other_ways}" if other_ways else "")
     return Conflict(
         f"{what} {url} answered 410 Gone and is disabled for this client. To send to it again, "
         f"remove it from the disabled list: PATCH /v1/client {fix}",
         code="webhook_url_disabled",
-        errors=[FieldError(field="webhook_url", message=f"{url} is disabled (410 Gone)", code="webhook_url_disabled")],
+        errors=[FieldError(field="webhook_url", message=message, code="webhook_url_disabled")],
     )
 
 

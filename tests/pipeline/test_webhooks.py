@@ -366,6 +366,7 @@ class TestGone:
         assert (refused.status_code, refused.json()["code"]) == (409, "webhook_url_disabled")
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["detail"].endswith('PATCH /v1/client {"disabled_webhook_urls": []}')
+        assert refused.json()["errors"][0]["message"].endswith('clear the default: PATCH /v1/client {"webhook_url": null}')
         response = api.post(f"/v1/jobs/{job_id}/deliveries/{delivery.id}/redeliver", headers=inproc.headers(client))
         assert response.status_code == 409 and response.json()["code"] == "webhook_url_disabled"
         assert len(receiver.requests) == 1
