@@ -122,7 +122,8 @@ def _model(model_id: str) -> ModelSpec:
         close = difflib.get_close_matches(model_id.lower(), sorted(known), n=3, cutoff=0.6)
         hint = ""
         if close:
-            hint = f"did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if len(close) > 1 else close)}? "
+            names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+            hint = f"did you mean {names}? "
         raise ValidationFailed.field(
             "model", f"unknown model {model_id!r}; {hint}GET /v1/models lists all {len(known)}", "unknown_model"
         ) from None
