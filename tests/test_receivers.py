@@ -6,6 +6,7 @@ event (emoji, CJK, `1.0` in the body), order by `seq`, and reject every forgery.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ def started() -> Iterator[list[Service]]:
 
 def _start(started: list[Service], language: str, secret: str) -> str:
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "WEBHOOK_SECRET": secret, "PORT": str(port)}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "WEBHOOK_SECRET": secret, "PORT": str(port)}
     service = Service(f"receiver-{language}-{port}", _command(language, port), env, TMP).start()
     started.append(service)
     service.wait_http(f"http://127.0.0.1:{port}/seen", timeout=30)
