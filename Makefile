@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make dev PORT=9000: the API on 9000, the emulator on 9001.
 dev: install
-	$(BIN)/cometjobs dev
+	$(BIN)/cometjobs dev $(if $(PORT),--port $(PORT))
 
 # pytest's own exit code is the target's exit code (5, "no tests collected", included).
 # -n 3: three xdist workers, each with its own database, Redis prefix and processes. Most

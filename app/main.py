@@ -120,7 +120,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     from app.providers.registry import adapter_for, load_catalog
 
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                         webhooks=app.webhooks.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     # The shipped catalogue, not COMETJOBS_MODELS_FILE: the exported contract must not depend on deployment.
     models: dict[str, list[str]] = defaultdict(list)
@@ -161,7 +162,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     """The gateway. Messages go out through `publisher` (default: a producer-only Celery
     app on the configured broker), installed here for the whole process."""
-    settings = get_settings()
+    settings = get_settings().require("cometapi_key", "console_secret")
     configure_logging(settings.effective_log_format, settings.log_level)
     queue.install(publisher or queue.producer(settings))
     from app.artifacts.endpoints import router as artifacts_router
@@ -170,6 +171,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
     from app.health.metrics import router as metrics_router
     from app.jobs.endpoints import router as jobs_router
     from app.providers.endpoints import router as models_router
+    from app.webhooks import events as webhook_events
     from app.webhooks.endpoints import router as webhooks_router
 
     app = Gateway(
@@ -187,6 +189,7 @@ def create_app(publisher: queue.Publisher | None = None) -> FastAPI:
                metrics_router)
     for router in routers:
         app.include_router(router)
+    webhook_events.install(app.webhooks)
     docs.install(app)
     console.install(app)
     app.add_middleware(

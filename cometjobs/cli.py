@@ -16,7 +16,27 @@ if TYPE_CHECKING:
     from app.clients.models import Client
 
 
-@click.group(help="cometjobs: durable CometAPI generation jobs. Settings come from COMETJOBS_* variables.")
+class _Commands(click.Group):
+    """A setting no process can run with is one line per problem on stderr and exit 2,
+    not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError
+
+        from app.core.settings import SettingsError, explain
+
+        try:
+            return super().invoke(ctx)
+        except (ValidationError, SettingsError) as exc:
+            if isinstance(exc, ValidationError) and exc.title != "Settings":
+                raise
+            for line in explain(exc) if isinstance(exc, ValidationError) else [str(exc)]:
+                click.echo(f"cometjobs: invalid setting: {line}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Commands, help="cometjobs: durable CometAPI generation jobs. Settings come from COMETJOBS_* "
+             "variables.")
 def main() -> None:
     pass
 
@@ -25,7 +45,8 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, help="API port; the emulator uses port+1.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--emulator-port", default=None, type=int, help="Emulator port (default: port+1)")
-@click.option("--emulator-job-seconds", default=8.0, show_default=True, help="How long emulated jobs take")
+@click.option("--emulator-job-seconds", default=30.0, show_default=True,
+              help="How long emulated jobs take (long enough for a video's polls to see progress)")
 def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: float) -> None:
     from cometjobs.dev import run_dev
 
@@ -37,9 +58,11 @@ def dev(port: int, host: str, emulator_port: int | None, emulator_job_seconds: f
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes")
 def api(host: str, port: int, workers: int) -> None:
+    from app.core.settings import get_settings
     from app.health.exporter import reset_multiprocess_dir
     from cometjobs.server import run_api
 
+    get_settings().require("cometapi_key", "console_secret")
     reset_multiprocess_dir()  # only when PROMETHEUS_MULTIPROC_DIR is set (several uvicorn workers)
     run_api(host, port, workers)
 
@@ -54,7 +77,7 @@ def worker(celery_args: tuple[str, ...]) -> None:
 
     from app.core.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings().require("cometapi_key")
     if settings.worker_metrics_port > 0 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from app.health.exporter import own_worker_dir
 
@@ -89,7 +112,7 @@ def scheduler(metrics_port: int | None) -> None:
     # One process: its own registry, never another process's multiprocess files.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     _celery_logging_flags()
-    settings = get_settings()
+    settings = get_settings().require("cometapi_key")
     port = settings.scheduler_metrics_port if metrics_port is None else metrics_port
     serve(port, settings.scheduler_metrics_host)
 

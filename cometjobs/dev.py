@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,13 +20,34 @@ from pathlib import Path
 
 import httpx
 
+# How long an emulated job takes under `cometjobs dev`: a video's polls (the first at 10 s,
+# then every 10 s) find it at about a third and two thirds, so a dev job shows progress
+# and sends `job.progress` before it ends, as a real one does.
+DEV_JOB_SECONDS = 30.0
+
 
 def _banner(lines: list[str]) -> None:
-    width = max(len(line) for line in lines) + 2
-    print("+" + "-" * width + "+", flush=True)
-    for line in lines:
-        print(f"| {line.ljust(width - 1)}|", flush=True)
-    print("+" + "-" * width + "+", flush=True)
+    # No box: every line can be copied as it is (a curl command with a border is not one).
+    rule = "=" * min(100, max(len(line) for line in lines))
+    print("\n".join([rule, *lines, rule]), flush=True)
+
+
+class PortBusy(Exception):
+    pass
+
+
+def _check_free(host: str, port: int, what: str, flag: str) -> None:
+    """Refuse a port something already listens on: the health wait would otherwise find
+    that process answering and call the stack running."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortBusy(
+                f"cometjobs dev: the {what} port {port} on {host} is in use ({exc.strerror}); is another "
+                f"cometjobs dev running? Pick another: {flag}"
+            ) from None
 
 
 def _dev_environment(host: str, port: int, emulator_port: int) -> tuple[dict[str, str], list[str], bool]:
@@ -96,10 +118,12 @@ def _wait_http(url: str, procs: dict[str, subprocess.Popen[bytes]], timeout: flo
 
 
 def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    # SIGTERM to each child alone, not its group: the worker then stops its own pool (a pool
+    # child killed under it is replaced first), and anything left after the grace is killed.
     for proc in procs.values():
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
+            os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
     for proc in procs.values():
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -143,19 +167,23 @@ def _start_stack(children: _Children, host: str, port: int, emulator_port: int, 
     _wait_http(f"http://{host}:{port}/healthz", children.procs)
 
 
-def _ready_banner(api: str, client: dict[str, str]) -> None:
-    _banner([
+def ready_lines(api: str, client: dict[str, str], saved: Path) -> list[str]:
+    """The banner: each line at most 100 columns (bar the saved file's path), and the
+    commands copyable as they are."""
+    return [
         "cometjobs is running",
-        f"API:      {api}   (docs: {api}/docs)",
-        f"Console:  {api}/console   (sign in with an admin key: cometjobs clients create ops --admin)",
-        f"API key:  {client['api_key']}",
+        f"API:            {api}  (docs: {api}/docs)",
+        f"Console:        {api}/console  (admin key: cometjobs clients create ops --admin)",
+        f"API key:        {client['api_key']}",
         f"Webhook secret: {client['webhook_secret']}",
+        f"Saved in:       {saved}",
         "Try:",
-        f"  curl -s -X POST {api}/v1/jobs -H 'Authorization: Bearer {client['api_key']}' \\",
+        f"  export KEY={client['api_key']}",
+        f"  curl -s -X POST {api}/v1/jobs -H \"Authorization: Bearer $KEY\" \\",
         "    -H 'Content-Type: application/json' \\",
         "    -d '{\"model\":\"sora-2\",\"input\":{\"prompt\":\"a paper boat in the rain\"}}'",
         "Ctrl-C stops everything.",
-    ])
+    ]
 
 
 def _supervise(children: _Children, stopping: dict[str, bool]) -> int:
@@ -169,9 +197,17 @@ def _supervise(children: _Children, stopping: dict[str, bool]) -> int:
     return 0
 
 
-def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_port: int | None = None) -> int:
+def run_dev(host: str, port: int, emulator_job_seconds: float = DEV_JOB_SECONDS, emulator_port: int | None = None) -> int:
     emulator_port = emulator_port or port + 1
     env, notes, emulate = _dev_environment(host, port, emulator_port)
+    try:
+        _check_free(host, port, "API", f"cometjobs dev --port {port + 1000} (make dev PORT={port + 1000})")
+        if emulate:
+            _check_free(host, emulator_port, "emulator",
+                        f"cometjobs dev --emulator-port {emulator_port + 1000} (it defaults to --port + 1)")
+    except PortBusy as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
     print("cometjobs dev: substituting what is not configured:", flush=True)
     for note in notes:
         print(f"  - {note}", flush=True)
@@ -192,7 +228,7 @@ def run_dev(host: str, port: int, emulator_job_seconds: float = 8.0, emulator_po
         print(f"cometjobs dev: failed to start: {exc}", file=sys.stderr, flush=True)
         children.stop()
         return 1
-    _ready_banner(f"http://{host}:{port}", client)
+    _banner(ready_lines(f"http://{host}:{port}", client, Path(env["COMETJOBS_DATA_DIR"]) / "dev-client.json"))
     code = _supervise(children, stopping)
     print("cometjobs dev: stopping...", flush=True)
     children.stop()

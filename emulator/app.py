@@ -89,7 +89,7 @@ async def stream_content(
     async def body() -> AsyncIterator[bytes]:
         digest = hashlib.sha256()
         sent = 0
-        for piece in content_stream(seed, size):
+        for piece in content_stream(seed, size, media_type=media_type):
             if cut is not None and sent + len(piece) > cut:
                 piece = piece[: max(0, cut - sent)]
                 if piece:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import struct
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -190,9 +192,25 @@ class State:
 _TAG = re.compile(r"\[(job-seconds|content-bytes|create-delay|download-rate)=(\d+(?:\.\d+)?)\]")
 
 
-def content_stream(seed: str, size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
-    """Deterministic bytes for (task, variant): a 1 MiB block derived from the seed,
-    repeated and cut to `size`. Nothing larger than the block is ever held."""
+# A real MP4 (H.264, 64x64, 8 frames, 1 s; moov first), made once with PyAV's libx264.
+SAMPLE_MP4 = (Path(__file__).parent / "sample.mp4").read_bytes()
+
+
+def content_stream(seed: str, size: int, chunk: int = 256 * 1024, media_type: str | None = None) -> Iterator[bytes]:
+    """Deterministic bytes for (task, variant), exactly `size` of them. A video/mp4 of at
+    least SAMPLE_MP4's size is a playable MP4: the sample, then a `free` box (which
+    players skip) padding it to `size`. The rest is a 1 MiB block derived from the seed,
+    repeated and cut; nothing larger than the block is ever held."""
+    if media_type == "video/mp4" and size >= len(SAMPLE_MP4) + 16:
+        rest = size - len(SAMPLE_MP4)
+        header = struct.pack(">I4s", rest, b"free") if rest <= 0xFFFFFFFF else struct.pack(">I4sQ", 1, b"free", rest)
+        yield SAMPLE_MP4 + header
+        yield from _noise(seed, rest - len(header), chunk)
+        return
+    yield from _noise(seed, size, chunk)
+
+
+def _noise(seed: str, size: int, chunk: int) -> Iterator[bytes]:
     block = random.Random(seed).randbytes(1 << 20)
     sent = 0
     while sent < size:
@@ -202,8 +220,8 @@ def content_stream(seed: str, size: int, chunk: int = 256 * 1024) -> Iterator[by
         yield piece
 
 
-def content_sha256(seed: str, size: int) -> str:
+def content_sha256(seed: str, size: int, media_type: str | None = None) -> str:
     digest = hashlib.sha256()
-    for piece in content_stream(seed, size):
+    for piece in content_stream(seed, size, media_type=media_type):
         digest.update(piece)
     return digest.hexdigest()

@@ -60,6 +60,8 @@ def test_dev_runs_a_job_end_to_end_and_stops_cleanly(dev_stack):
     assert "storage: local disk" in out
     assert "CometAPI: the emulator" in out
     assert dev_stack["client"]["api_key"] in out
+    assert f"  export KEY={dev_stack['client']['api_key']}" in out.splitlines()
+    assert f"Saved in:       {dev_stack['data'] / 'dev-client.json'}" in out.splitlines()
 
     receiver = Receiver().start()
     try:
@@ -88,7 +90,9 @@ def test_dev_runs_a_job_end_to_end_and_stops_cleanly(dev_stack):
     children = psutil.Process(proc.pid).children(recursive=True)
     assert len(children) >= 4  # emulator, api, worker (+ its pool), scheduler
     os.kill(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=20) == 0  # the children's grace is 10 s
     assert "cometjobs dev: stopped" in dev_stack["output"]()
+    # The worker stopped its own pool: no pool child was killed under it (and replaced).
+    assert "exited with 'signal" not in dev_stack["output"]()
     _, alive = psutil.wait_procs(children, timeout=30)
     assert alive == []

@@ -66,3 +66,22 @@ def test_declared_integers_are_64_bit():
     schemas = json.loads(export())["components"]["schemas"]
     steps = next(s for s in schemas["FluxInput"]["properties"]["steps"]["anyOf"] if s.get("type") == "integer")
     assert steps["exclusiveMaximum"] == 2**63
+
+
+def test_every_webhook_event_is_described_with_its_envelope_and_signature_headers():
+    from app.jobs.states import JobEvent
+
+    spec = json.loads(export())
+    assert spec["openapi"].startswith("3.1")
+    schemas = spec["components"]["schemas"]
+    assert set(spec["webhooks"]) == {str(e) for e in JobEvent}
+    for event, item in spec["webhooks"].items():
+        operation = item["post"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header" and p["required"]}
+        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, event
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        body = schemas[ref.rsplit("/", 1)[1]]
+        assert set(body["required"]) == {"id", "type", "seq", "created_at", "data"}, event
+        assert body["properties"]["type"]["const"] == event
+        assert body["properties"]["data"]["$ref"] == "#/components/schemas/JobOut"
+        assert {"200", "410", "4XX", "5XX"} <= set(operation["responses"]), event

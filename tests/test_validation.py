@@ -47,6 +47,14 @@ class TestModelAndShape:
     def test_unknown_model(self, api, caller):
         assert_422(post(api, caller, model="sora-3", prompt="x"), "model", "unknown model", "sora-2")
 
+    def test_an_unknown_model_suggests_the_closest_ids_once(self, api, caller):
+        body = post(api, caller, model="Sora2", prompt="x").json()
+        assert body["detail"].startswith("unknown model 'Sora2'; did you mean sora-2, ")
+        assert "GET /v1/models lists all" in body["detail"] and "kling" not in body["detail"]
+        assert body["errors"][0]["message"] == body["detail"]
+        far = post(api, caller, model="zzz", prompt="x").json()["errors"][0]["message"]
+        assert far.startswith("unknown model 'zzz'; GET /v1/models lists all ")
+
     def test_missing_prompt(self, api, caller):
         assert_422(post(api, caller), "input.prompt", "required")
 

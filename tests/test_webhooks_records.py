@@ -30,6 +30,19 @@ LATER = timedelta(hours=1)
 
 
 @pytest.fixture(autouse=True)
+def publisher():  # type: ignore[no-untyped-def]
+    """Creating an event nudges its delivery after commit: record the nudges (this file ran
+    only after some other test had installed a publisher for the whole process)."""
+    from app.core import queue
+    from tests.support.inprocess import RecordingPublisher
+
+    recorder = RecordingPublisher()
+    previous = queue.install(recorder)
+    yield recorder
+    queue.install(previous)
+
+
+@pytest.fixture(autouse=True)
 def empty_tables(own_database: str) -> None:
     import psycopg
 

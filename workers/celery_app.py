@@ -31,8 +31,10 @@ def _warm_up(**_kwargs: object) -> None:
     """Load the model catalogue and its adapters before the pool forks, so no child pays
     for it on its first task (a queued job's first nudge). The tasks module, and with it
     the whole pipeline, is imported by then (`include`)."""
+    from app.core.settings import get_settings
     from app.providers.registry import all_adapters
 
+    get_settings().require("cometapi_key")  # also when started as `celery -A workers worker`
     all_adapters()
 
 

@@ -210,8 +210,9 @@ def install_error_handlers(app: FastAPI) -> None:
         raise exc
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries documenting problem+json errors."""
+def problem_responses(*statuses: int, notes: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries documenting problem+json errors (`notes`: this
+    operation's own description of a status)."""
     descriptions = {
         400: "A value that cannot be stored (`unstorable_input`: NUL, lone surrogate, NaN/Infinity, "
         "nesting deeper than 32) or a body that is not JSON (`malformed_json`)",
@@ -229,7 +230,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
     return {
         s: {
-            "description": descriptions.get(s, "Error"),
+            "description": (notes or {}).get(s) or descriptions.get(s, "Error"),
             "model": Problem,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }

@@ -218,7 +218,7 @@ def webhook_settled(session: Session | None, outcomes: Iterable[str]) -> None:
     """Deliveries that stopped being attempted, counted once their batch commits."""
     settled: dict[str, int] = {}
     for outcome in outcomes:
-        if outcome in ("delivered", "dead", "disabled"):
+        if outcome in ("delivered", "dead", "failed", "disabled"):
             settled[outcome] = settled.get(outcome, 0) + 1
 
     def record() -> None:

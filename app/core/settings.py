@@ -13,10 +13,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Secret = Literal["cometapi_key", "console_secret"]
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "xxx", "your-key", "sk-xxx"}
 # A console secret signs session cookies: shorter ones are guessable offline from a cookie.
@@ -164,8 +172,9 @@ class Settings(BaseSettings):
     # A JSON body holds one job's input, far below 1 MiB; anything larger is refused
     # from its Content-Length before a byte of it is read.
     max_json_bytes: int = Field(1024 * 1024, ge=1024)
-    # The JSON a caller stores with a job and gets back in every payload and webhook.
-    max_metadata_bytes: int = Field(16 * 1024, ge=0)
+    # The JSON a caller stores with a job and gets back in every payload and webhook; at
+    # most 64 KiB so a webhook body stays under 96 KiB (webhooks.service.MAX_BODY_BYTES).
+    max_metadata_bytes: int = Field(16 * 1024, ge=0, le=64 * 1024)
     # A connection whose request line and headers are not complete within this is closed
     # (slowloris); a body that stalls longer than BODY_TIMEOUT between chunks is a 408.
     header_timeout: Duration = timedelta(seconds=10)
@@ -233,19 +242,28 @@ class Settings(BaseSettings):
             self.storage_url = (data / "artifacts").as_uri()
         self.public_base_url = self.public_base_url.rstrip("/")
         self.cometapi_base_url = self.cometapi_base_url.rstrip("/")
-        if self.env == "prod":
+        if not self.webhook_retry_schedule:
+            raise ValueError("COMETJOBS_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
+        return self
+
+    def require(self, *secrets: Secret) -> Settings:
+        """In production, refuse placeholder `secrets` (those this role uses: the API and the
+        workers the CometAPI key, the API the console's); `migrate`, `flower` and the health
+        probes need neither. Raises SettingsError, one line saying what to set."""
+        if self.env != "prod":
+            return self
+        if "cometapi_key" in secrets:
             key = self.cometapi_key.get_secret_value() if self.cometapi_key else ""
             if key.strip().lower() in PLACEHOLDER_SECRETS:
-                raise ValueError("COMETJOBS_COMETAPI_KEY must be a real key when COMETJOBS_ENV=prod")
+                raise SettingsError("COMETJOBS_COMETAPI_KEY must be a real key when COMETJOBS_ENV=prod")
+        if "console_secret" in secrets:
             console = self.console_secret.get_secret_value() if self.console_secret else ""
             if console.strip().lower() in PLACEHOLDER_SECRETS or len(console) < CONSOLE_SECRET_MIN_CHARS:
-                raise ValueError(
+                raise SettingsError(
                     f"COMETJOBS_CONSOLE_SECRET must be a real secret of at least {CONSOLE_SECRET_MIN_CHARS} "
                     "characters when COMETJOBS_ENV=prod (e.g. python -c 'import secrets; "
                     "print(secrets.token_urlsafe(32))')"
                 )
-        if not self.webhook_retry_schedule:
-            raise ValueError("COMETJOBS_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
         return self
 
     @property
@@ -270,3 +288,22 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class SettingsError(ValueError):
+    """A setting this process cannot run with; its message is the one line to show."""
+
+
+def explain(exc: ValidationError) -> list[str]:
+    """One line per bad setting, named as it is set (`COMETJOBS_...`), without pydantic's
+    decoration: what `cometjobs` prints instead of a traceback."""
+    lines = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in error["loc"] if isinstance(part, str)]
+        name = f"COMETJOBS_{loc[0].upper()}" if loc else ""
+        shown = error.get("input")
+        value = "" if not loc or isinstance(shown, dict) or "secret" in name.lower() or "key" in name.lower() \
+            else f" (got {str(shown)[:60]!r})"
+        lines.append(f"{name}: {message}{value}" if name and not message.startswith(name) else message)
+    return lines

@@ -23,7 +23,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
     response_model=JobOut,
     operation_id="createJob",
     summary="Submit a generation job",
-    responses=problem_responses(401, 409, 422, 429, 503),
+    responses=problem_responses(401, 409, 422, 429, 503, notes={
+        409: "`idempotency_in_progress`: a request with this Idempotency-Key is running; `webhook_url_disabled`: "
+        "the job's webhook URL (its own, or the client's default) answered 410 Gone and is disabled, so the job "
+        "would never be notified; `detail` gives the `PATCH /v1/client` that enables it again",
+    }),
 )
 def create_job(
     body: JobCreate,

@@ -28,7 +28,9 @@ class JobCreate(BaseModel):
         "Defaults to the client's URL."
     )
     webhook_events: list[EVENT_TYPES] | None = Field(
-        None, max_length=2, description="Non-terminal events to receive for this job, besides the terminal ones."
+        None, max_length=2, description="Non-terminal events to receive for this job, besides the terminal ones. "
+        "Replaces the client's list for this job; `[]` opts the job out of them. Left out: the client's list "
+        "as it is now (a later `PATCH /v1/client` does not change submitted jobs).",
     )
     priority: Literal["high", "normal", "low"] = Field(
         "normal", description="When upstream slots are scarce: the order among this client's own waiting jobs "
@@ -77,6 +79,10 @@ class JobOut(BaseModel):
     error: JobError | None
     artifacts: list[ArtifactOut]
     upstream: UpstreamOut
+    webhook_events: list[str] = Field(
+        default_factory=list, description="The non-terminal events this job sends besides the terminal one, "
+        "fixed when it was submitted"
+    )
     webhook: WebhookStateOut | None = None
     parent_job_id: str | None = None
     created_at: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import secrets
@@ -30,6 +31,7 @@ from app.jobs.states import ACTIVE, PRIORITIES, TERMINAL, ErrorSource, JobStatus
 from app.jobs.transitions import fail
 from app.providers.base import ModelSpec, ValidationContext
 from app.providers.registry import UnknownModel, adapter_for, catalog, get_model
+from app.webhooks import service as webhooks
 from app.webhooks import ssrf
 
 
@@ -116,23 +118,33 @@ def _model(model_id: str) -> ModelSpec:
     try:
         return get_model(model_id)
     except UnknownModel:
-        known = ", ".join(sorted(catalog()))
-        raise ValidationFailed.field("model", f"unknown model {model_id!r}; known models: {known}", "unknown_model") from None
+        known = catalog()
+        close = difflib.get_close_matches(model_id.lower(), sorted(known), n=3, cutoff=0.6)
+        hint = ""
+        if close:
+            names = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+            hint = f"did you mean {names}? "
+        raise ValidationFailed.field(
+            "model", f"unknown model {model_id!r}; {hint}GET /v1/models lists all {len(known)}", "unknown_model"
+        ) from None
 
 
 def _webhook_url(client: Client, requested: str | None) -> str | None:
-    """The job's own URL (checked now) or the client's default."""
+    """The job's own URL (checked now) or the client's default; either one disabled by a
+    410 is a 409, since the job would never be notified."""
     if not requested:
+        if client.webhook_url and client.webhook_url in client.disabled_webhook_urls:
+            raise webhooks.url_disabled(
+                client, client.webhook_url, "the client's webhook URL",
+                'or give this job a webhook_url of its own, or clear the default: PATCH /v1/client {"webhook_url": null}',
+            )
         return client.webhook_url
     try:
         ssrf.check_at_submit(requested, get_settings().webhook_allowed_cidrs)
     except ssrf.UnsafeURL as exc:
         raise ValidationFailed.field("webhook_url", str(exc), "unsafe_url") from None
     if requested in client.disabled_webhook_urls:
-        raise ValidationFailed.field(
-            "webhook_url", "this URL answered 410 Gone and is disabled; set it again with "
-            "PATCH /v1/client to re-enable it", "webhook_url_disabled",
-        )
+        raise webhooks.url_disabled(client, requested, "webhook_url")
     return requested
 
 
@@ -157,7 +169,8 @@ def _new_job(
         input=job_input,
         meta=body.metadata,
         webhook_url=webhook_url,
-        webhook_events=list(body.webhook_events or []),
+        # The subscription is fixed now: the job's own list (`[]` opts out), else the client's.
+        webhook_events=list(client.webhook_events or []) if body.webhook_events is None else list(body.webhook_events),
         parent_job_id=job_input.get("remix_of") or job_input.get("parent_job_id"),
         storage_prefix=f"{client.id}/{job_id}/{secrets.token_urlsafe(12)}",
         status=JobStatus.QUEUED.value,

@@ -102,10 +102,9 @@ def fail(
 
 
 def subscribed_events(session: Session, job: Job) -> set[str]:
-    if job.webhook_events:
-        return set(job.webhook_events)
-    client = session.get(Client, job.client_id)
-    return set(client.webhook_events or []) if client else set()
+    """The optional events the job was submitted with (its own list, or its client's at
+    that moment): a later change to the client's list does not reach jobs in flight."""
+    return set(job.webhook_events or [])
 
 
 def _announce(session: Session, job: Job, event: JobEvent, now: datetime) -> None:

@@ -58,6 +58,7 @@ def to_out(job: Any, artifacts: Sequence[Any], webhook: WebhookStateOut | None =
             for a in artifacts
         ],
         upstream=UpstreamOut(id=job.upstream_id, status=job.upstream_status),
+        webhook_events=list(job.webhook_events or []),
         webhook=webhook,
         parent_job_id=job.parent_job_id,
         created_at=job.created_at,

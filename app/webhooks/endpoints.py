@@ -80,10 +80,7 @@ def redeliver(job_id: str, delivery_id: str, session: SessionDep, client: Client
     if delivery is None or delivery.job_id != job_id:
         raise NotFound(f"job {job_id} has no delivery {delivery_id}")
     if delivery.url in client.disabled_webhook_urls:
-        raise Conflict(
-            f"{delivery.url} answered 410 Gone and is disabled; enable it with PATCH /v1/client first",
-            code="webhook_url_disabled",
-        )
+        raise service.url_disabled(client, delivery.url, "the delivery's URL")
     if not service.redeliver(session, [delivery_id]):
         raise Conflict(f"delivery {delivery_id} is still pending; it is sent on its own", code="delivery_pending")
     session.commit()

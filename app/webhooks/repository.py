@@ -14,10 +14,12 @@ from app.core.db import AnyRow, affected, table
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from app.webhooks.schemas import DeliveryState, WebhookStateOut
 
-PENDING, DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED = (
-    "pending", "delivered", "dead", "canceled", "disabled", "superseded",
+PENDING, DELIVERED, DEAD, FAILED, CANCELED, DISABLED, SUPERSEDED = (
+    "pending", "delivered", "dead", "failed", "canceled", "disabled", "superseded",
 )
-REDELIVERABLE = (DELIVERED, DEAD, CANCELED, DISABLED, SUPERSEDED)
+REDELIVERABLE = (DELIVERED, DEAD, FAILED, CANCELED, DISABLED, SUPERSEDED)
+# No longer attempted after an attempt: the job's next delivery may go.
+SETTLED = (DELIVERED, DEAD, FAILED, DISABLED)
 
 CLAIM_COLUMNS = (
     WebhookDelivery.id, WebhookDelivery.job_id, WebhookDelivery.client_id, WebhookDelivery.url,

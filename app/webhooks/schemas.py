@@ -9,7 +9,9 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from app.core.numbers import StrictInt
 
-DeliveryState = Literal["none", "pending", "retrying", "delivered", "dead", "disabled", "canceled", "superseded"]
+DeliveryState = Literal[
+    "none", "pending", "retrying", "delivered", "dead", "failed", "disabled", "canceled", "superseded"
+]
 
 
 class WebhookStateOut(BaseModel):
@@ -35,7 +37,8 @@ class DeliveryOut(BaseModel):
     event_id: str
     event_type: str
     url: str
-    status: str = Field(description="pending, delivered, dead, canceled, disabled (410) or superseded")
+    status: str = Field(description="pending, delivered, dead, failed (a 4xx that is not "
+                        "retried), canceled, disabled (410) or superseded")
     state: str = Field(description="`status`, except `retrying` while a failed delivery waits for its next attempt")
     attempts: int
     next_attempt_at: datetime | None

@@ -11,11 +11,12 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import structlog
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from app.core.aio import run
 from app.core.backoff import Backoff
 from app.core.clock import utcnow
 from app.core.db import session_scope
+from app.core.errors import Conflict, FieldError
 from app.core.http_headers import retry_after_seconds
 from app.core.ids import new_id
 from app.core.queue import enqueue
@@ -76,6 +78,38 @@ def client_secrets(client: Client, now: datetime) -> list[str]:
     return secrets
 
 
+# A body stays under Express's default raw-body limit (100 kB): metadata is at most
+# 64 KiB (settings) and the rest of a job is a few KiB, so only a long input (prompts
+# run to 32,000 characters) can push it over; then `data.input` is left out.
+MAX_BODY_BYTES = 96 * 1024
+_TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with `Z`, as every timestamp in the API and in `data` is written."""
+    return str(_TIMESTAMP.dump_python(value.astimezone(UTC), mode="json"))
+
+
+def envelope(event_id: str, event_type: str, seq: int, now: datetime, data: dict[str, Any]) -> str:
+    """The event's body: compact UTF-8 JSON, at most MAX_BODY_BYTES."""
+    event: dict[str, Any] = {"id": event_id, "type": event_type, "seq": seq, "created_at": timestamp(now),
+                             "data": data}
+    body = _compact(event)
+    if len(body.encode()) > MAX_BODY_BYTES and data.get("input"):
+        event |= {"data": {**data, "input": {}}, "omitted": ["input"]}
+        body = _compact(event)
+    return body
+
+
+def _compact(event: dict[str, Any]) -> str:
+    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    try:
+        body.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from an upstream's text) has no UTF-8: escape it
+        body = json.dumps(event, separators=(",", ":"))
+    return body
+
+
 def create_event(
     session: Session, *, job_id: str, client: Client, url: str | None, event_type: str,
     data: dict[str, Any], now: datetime,
@@ -85,19 +119,17 @@ def create_event(
         return None
     delivery_id = new_id("msg")
     event_id = new_id("evt")
-    body = json.dumps(
-        {"id": event_id, "type": event_type, "created_at": now.isoformat(), "data": data},
-        separators=(",", ":"),
-    )
     status = repo.DISABLED if url in client.disabled_webhook_urls else repo.PENDING
     if status == repo.PENDING and event_type != JobEvent.RUNNING:
         # A progress snapshot never sent is stale once a newer one, or the final one, exists.
         repo.supersede_unsent(session, job_id, JobEvent.PROGRESS, now)
+    seq = repo.next_seq(session, job_id)
+    body = envelope(event_id, event_type, seq, now, data)
     repo.insert_delivery(
         session,
         {
             "id": delivery_id, "job_id": job_id, "client_id": client.id,
-            "seq": repo.next_seq(session, job_id), "event_id": event_id,
+            "seq": seq, "event_id": event_id,
             "event_type": event_type, "url": url, "payload": body, "status": status,
             "attempts": 0, "next_attempt_at": now if status == repo.PENDING else None,
             "created_at": now, "updated_at": now,
@@ -106,6 +138,20 @@ def create_event(
     if status == repo.PENDING:
         enqueue(session, TaskName.DELIVER_WEBHOOK, delivery_id)
     return delivery_id
+
+
+def url_disabled(client: Client, url: str, what: str, other_ways: str = "") -> Conflict:
+    """`409 webhook_url_disabled`, with the request that enables `url` again and changes
+    nothing else (setting `webhook_url` would also replace the client's default URL)."""
+    others = sorted(client.disabled_webhook_urls - {url})
+    fix = json.dumps({"disabled_webhook_urls": others})
+    message = f"{url} is disabled (410 Gone)" + (f"; {other_ways}" if other_ways else "")
+    return Conflict(
+        f"{what} {url} answered 410 Gone and is disabled for this client. To send to it again, "
+        f"remove it from the disabled list: PATCH /v1/client {fix}",
+        code="webhook_url_disabled",
+        errors=[FieldError(field="webhook_url", message=message, code="webhook_url_disabled")],
+    )
 
 
 def retry_policy(settings: Settings) -> Backoff:
@@ -170,11 +216,22 @@ async def send(http: WebhookClient, settings: Settings, item: Outgoing, secrets:
     return AttemptResult(code, latency, _text(body), error, retry_after, started_at)
 
 
+# 4xx answers that may succeed later (RFC 9110 and 6585: timeout, conflict, too early,
+# too many requests); any other 4xx says the receiver will never take this event.
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def refused_for_good(status_code: int | None) -> bool:
+    return status_code is not None and 400 <= status_code < 500 and status_code not in RETRYABLE_4XX
+
+
 def _next_state(settings: Settings, item: Outgoing, result: AttemptResult, now: datetime) -> tuple[str, datetime | None]:
     if result.ok:
         return repo.DELIVERED, None
     if result.status_code == 410:
         return repo.DISABLED, None
+    if refused_for_good(result.status_code):
+        return repo.FAILED, None
     delay = next_attempt_delay(settings, item.attempt, result.retry_after)
     if delay is None:
         return repo.DEAD, None
@@ -204,7 +261,7 @@ def record(
         outcome = str(update["status"]) if item.id in kept else STALE
         if outcome == repo.DISABLED:
             _disable_url(session, item.client_id, item.url, now)
-        if outcome in (repo.DELIVERED, repo.DEAD, repo.DISABLED):
+        if outcome in repo.SETTLED:
             settled.append(item.job_id)
         outcomes.append(outcome)
         # A first-time success is routine (its attempt row and the metrics have it); every

@@ -4,13 +4,15 @@ schedule is 0.3, 0.6, 1 s in tests (4 attempts in all)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from app.webhooks.events import JobRunningEvent, JobSucceededEvent
 from tests.helpers import verify_signature
 from tests.support.inprocess import SoraScript
 from tests.support.receiver import Receiver
@@ -269,6 +271,55 @@ class TestSubscriptions:
         assert hooks[0].json["data"]["status"] == "running"
 
 
+class TestSubscriptionSnapshot:
+    def test_an_empty_list_opts_out_and_a_later_client_change_leaves_submitted_jobs_alone(self, inproc, receiver):
+        client = inproc.client(webhook_url=receiver.url, webhook_events=["job.running"])
+        api, headers = inproc.api(), inproc.headers(client)
+        SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 50}, {"status": "completed"}])
+        inherits = inproc.create_job(client)
+        opted_out = inproc.create_job(client, webhook_events=[])
+        assert api.patch("/v1/client", json={"webhook_events": []}, headers=headers).status_code == 200
+        later = inproc.create_job(client)
+        for job_id in (inherits, opted_out, later):
+            inproc.run_until_settled(job_id)
+        inproc.deliver_nudged()
+        inproc.deliver(1)
+        inproc.deliver(1)
+
+        sent = {job_id: [h.json["type"] for h in receiver.for_job(job_id)] for job_id in (inherits, opted_out, later)}
+        assert sent == {inherits: ["job.running", "job.succeeded"], opted_out: ["job.succeeded"],
+                        later: ["job.succeeded"]}
+        shown = {job_id: api.get(f"/v1/jobs/{job_id}", headers=headers).json()["webhook_events"]
+                 for job_id in sent}
+        assert shown == {inherits: ["job.running"], opted_out: [], later: []}
+        assert receiver.for_job(inherits)[-1].json["data"]["webhook_events"] == ["job.running"]
+        events = [h.json for h in receiver.for_job(inherits)]
+        running, succeeded = receiver.for_job(inherits)
+        JobRunningEvent.model_validate_json(running.body)  # the body is what the spec's `webhooks` describe
+        JobSucceededEvent.model_validate_json(succeeded.body)
+        assert [e["seq"] for e in events] == [1, 2]
+        stamps = [e["created_at"] for e in events] + [e["data"][k] for e in events for k in ("created_at", "updated_at")]
+        assert all(stamp.endswith("Z") and "+" not in stamp for stamp in stamps)
+
+
+class TestEnvelope:
+    def test_a_body_over_the_cap_leaves_out_the_input_and_says_so(self):
+        from app.webhooks.service import MAX_BODY_BYTES, envelope
+
+        now = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
+        small = envelope("evt_1", "job.succeeded", 3, now, {"input": {"prompt": "雨の中の紙の船 🚣"}, "metadata": {"a": 1}})
+        assert small.startswith('{"id":"evt_1","type":"job.succeeded","seq":3,"created_at":"2026-11-30T07:00:00Z"')
+        assert "雨の中の紙の船 🚣" in small  # UTF-8, not \u escapes
+        data = {"input": {"prompt": "🚣" * 32_000}, "metadata": {"order": "x" * 60_000}}
+        body = envelope("evt_2", "job.succeeded", 4, now, data)
+        event = json.loads(body)
+        assert len(body.encode()) <= MAX_BODY_BYTES
+        assert (event["data"]["input"], event["omitted"]) == ({}, ["input"])
+        assert event["data"]["metadata"] == data["metadata"]
+        odd = envelope("evt_3", "job.failed", 5, now, {"error": {"message": "upstream said \ud800"}})
+        assert json.loads(odd)["data"]["error"]["message"] == "upstream said \ud800" and odd.isascii()
+
+
 class TestCancel:
     def test_cancel_drops_pending_progress_and_running_but_sends_canceled(self, inproc, receiver):
         receiver.default, receiver.headers = 503, {"retry-after": "60"}
@@ -309,14 +360,20 @@ class TestGone:
         me = api.get("/v1/client", headers=inproc.headers(client)).json()
         assert me["webhook_disabled_at"] and me["disabled_webhook_urls"] == [receiver.url]
 
-        later = finished_job(inproc, client)
-        assert [d.status for d in inproc.deliveries(later)] == ["disabled"]
+        # A job that would use the disabled default URL is refused, saying how to enable it.
+        refused = api.post("/v1/jobs", headers=inproc.headers(client),
+                           json={"model": "sora-2", "input": {"prompt": "again"}})
+        assert (refused.status_code, refused.json()["code"]) == (409, "webhook_url_disabled")
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["detail"].endswith('PATCH /v1/client {"disabled_webhook_urls": []}')
+        assert refused.json()["errors"][0]["message"].endswith('clear the default: PATCH /v1/client {"webhook_url": null}')
         response = api.post(f"/v1/jobs/{job_id}/deliveries/{delivery.id}/redeliver", headers=inproc.headers(client))
         assert response.status_code == 409 and response.json()["code"] == "webhook_url_disabled"
         assert len(receiver.requests) == 1
 
-        me = api.patch("/v1/client", json={"webhook_url": receiver.url}, headers=inproc.headers(client)).json()
+        me = api.patch("/v1/client", json={"disabled_webhook_urls": []}, headers=inproc.headers(client)).json()
         assert me["webhook_disabled_at"] is None and me["disabled_webhook_urls"] == []
+        assert me["webhook_url"] == receiver.url
         assert api.post(f"/v1/jobs/{job_id}/deliveries/{delivery.id}/redeliver",
                         headers=inproc.headers(client)).status_code == 200
         inproc.deliver_nudged()
@@ -333,13 +390,64 @@ class TestGone:
             me = api.get("/v1/client", headers=inproc.headers(client)).json()
             assert me["webhook_disabled_at"] is None and me["disabled_webhook_urls"] == [gone.url]
 
-            refused = api.post("/v1/jobs", headers=inproc.headers(client), json={
-                "model": "sora-2", "input": {"prompt": "again"}, "webhook_url": gone.url})
-            assert refused.status_code == 422
-            assert refused.json()["errors"][0]["code"] == "webhook_url_disabled"
+            again = {"model": "sora-2", "input": {"prompt": "again"}, "webhook_url": gone.url}
+            refused = api.post("/v1/jobs", headers=inproc.headers(client), json=again)
+            assert (refused.status_code, refused.json()["code"]) == (409, "webhook_url_disabled")
+            assert refused.json()["errors"][0] == {
+                "field": "webhook_url", "message": f"{gone.url} is disabled (410 Gone)", "code": "webhook_url_disabled"}
             default_id = finished_job(inproc, client)
             inproc.deliver_nudged()
             assert len(gone.requests) == 1
             assert [h.status for h in receiver.for_job(default_id)] == [200]
+
+            # The fix the answer gives enables that URL and leaves the client's default alone.
+            fix = refused.json()["detail"].split("PATCH /v1/client ", 1)[1]
+            me = api.patch("/v1/client", content=fix, headers={**inproc.headers(client),
+                                                                 "content-type": "application/json"}).json()
+            assert (me["webhook_url"], me["disabled_webhook_urls"]) == (receiver.url, [])
+            assert api.post("/v1/jobs", headers=inproc.headers(client), json=again).status_code == 202
         finally:
             gone.stop()
+
+
+class TestRefusedEvents:
+    """A 4xx other than 408/409/425/429 (and 410) ends that delivery `failed` after one
+    attempt and lets the job's next event go: "answer 2xx to events you ignore"."""
+
+    def test_which_answers_end_a_delivery(self):
+        from app.webhooks.service import refused_for_good
+
+        assert [c for c in range(100, 600) if refused_for_good(c)] == [
+            c for c in range(400, 500) if c not in (408, 409, 425, 429)]
+        assert not refused_for_good(None)
+
+    def test_a_refused_running_event_fails_at_once_releases_the_terminal_one_and_can_be_redelivered(
+        self, inproc, receiver
+    ):
+        receiver.script = [422]
+        client = inproc.client(webhook_url=receiver.url)
+        job_id = finished_job(inproc, client, webhook_events=["job.running"])
+        inproc.deliver_nudged()
+        inproc.deliver_nudged()  # the terminal event, released by the refusal
+        running, succeeded = inproc.deliveries(job_id)
+        assert (running.status, running.attempts, running.last_status_code) == ("failed", 1, 422)
+        assert (succeeded.status, succeeded.attempts) == ("delivered", 1)
+        assert [(h.json["type"], h.status) for h in receiver.for_job(job_id)] == [
+            ("job.running", 422), ("job.succeeded", 200)]
+        api, headers = inproc.api(), inproc.headers(client)
+        shown = api.get(f"/v1/jobs/{job_id}/deliveries", headers=headers).json()["data"]
+        assert [d["state"] for d in shown] == ["failed", "delivered"]
+        assert api.get("/v1/client", headers=headers).json()["disabled_webhook_urls"] == []
+
+        response = api.post(f"/v1/jobs/{job_id}/deliveries/{running.id}/redeliver", headers=headers)
+        assert response.status_code == 200, response.text
+        inproc.deliver_nudged()
+        assert inproc.delivery(running.id).status == "delivered"
+
+    def test_a_429_is_retried(self, inproc, receiver):
+        receiver.script = [429]
+        client = inproc.client(webhook_url=receiver.url)
+        job_id = finished_job(inproc, client)
+        [delivery] = inproc.deliveries(job_id)
+        attempts_until_settled(inproc, delivery.id)
+        assert [a.status_code for a in inproc.attempts(delivery.id)] == [429, 200]

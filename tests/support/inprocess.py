@@ -219,7 +219,9 @@ class Pipeline:
         body = JobCreate(model=model, input=input or {"prompt": "a paper boat in the rain"}, **fields)
         owner = client.model if isinstance(client, Caller) else client
         with session_scope() as session:
-            return service.create(session, owner, body, key).job.id
+            # As a request would: the client as it is now (a PATCH may have changed it).
+            fresh = session.get(type(owner), owner.id, populate_existing=True)
+            return service.create(session, fresh, body, key).job.id
 
     def job(self, job_id: str) -> Any:
         from app.core.db import session_scope
