@@ -1,6 +1,8 @@
 """The migrations against the models, on Postgres and SQLite: `head` is exactly what the
-models declare, and the volume migration (0005) carries a running job's poll schedule
-out of `jobs` and back on a downgrade."""
+models declare; the volume migration (0005) carries a running job's poll schedule out
+of `jobs` and back on a downgrade; the subscription migration (0006) gives a live job
+that inherited its client's `webhook_events` (stored as `[]`) that list, and leaves a
+job's own list and finished jobs alone."""
 
 from __future__ import annotations
 
@@ -97,5 +99,29 @@ def test_head_matches_the_models_and_0005_round_trips_a_running_job(database_url
         assert tuple(back) == (7, 2, True)
         command.upgrade(config, "head")
         assert _differences(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_0006_gives_live_jobs_the_client_events_they_inherited(database_url: str) -> None:
+    config = alembic_config(database_url)
+    command.upgrade(config, "0005")
+    engine = sa.create_engine(database_url)
+    try:
+        old = sa.MetaData()
+        old.reflect(engine, only=["clients", "jobs"])
+        clients, jobs = old.tables["clients"], old.tables["jobs"]
+        with engine.begin() as conn:
+            _insert(conn, clients, id="cli_1", api_key_hash="h1", webhook_events=["job.running"])
+            _insert(conn, clients, id="cli_2", api_key_hash="h2", webhook_events=[])
+            for job_id, client_id, status, events in (
+                ("job_live", "cli_1", "running", []), ("job_own", "cli_1", "queued", ["job.progress"]),
+                ("job_done", "cli_1", "succeeded", []), ("job_none", "cli_2", "queued", []),
+            ):
+                _insert(conn, jobs, id=job_id, client_id=client_id, status=status, webhook_events=events)
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            rows = {r.id: r.webhook_events for r in conn.execute(sa.select(jobs.c.id, jobs.c.webhook_events))}
+        assert rows == {"job_live": ["job.running"], "job_own": ["job.progress"], "job_done": [], "job_none": []}
     finally:
         engine.dispose()
