@@ -569,7 +569,7 @@ def logged_job(ops: Ops) -> dict[str, Any]:
 class TestLogs:
     def test_no_secret_appears_in_any_log_line(self, ops, logged_job):
         logs = ops.our_logs()
-        assert sum(len(text.splitlines()) for text in logs.values()) > 100
+        assert sum(len(text.splitlines()) for text in logs.values()) > 30  # a job's worth of lines, at least
         secrets = {s for s in ops.secrets if s}
         assert len(secrets) >= 6  # CometAPI key, S3 secret, API keys, webhook secrets, a URL signature, a forged key
         leaks = [
