@@ -12,7 +12,7 @@ from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
 from app.jobs.states import JobStatus
-from app.jobs.views import load_many, load_out, to_out, view_owned
+from app.jobs.views import list_owned, load_out, to_out, view_owned
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 
@@ -67,11 +67,11 @@ def list_jobs(
         max_length=64, pattern=r"^job_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
     )] = None,
 ) -> Response:
-    jobs = repo.list_for_client(
+    jobs = list_owned(
         session, client.id, status=status.value if status else None, model=model, limit=limit + 1, before_id=cursor
     )
-    page = list(jobs[:limit])
-    out = JobList(data=load_many(session, page), next_cursor=page[-1].id if len(jobs) > limit else None)
+    page = jobs[:limit]
+    out = JobList(data=page, next_cursor=page[-1].id if len(jobs) > limit else None)
     finish_reading(session)
     return model_json(out)
 

@@ -76,8 +76,32 @@ def view_owned(session: Session, client_id: str, job_id: str) -> JobOut | None:
         job = get_for_client(session, client_id, job_id)
         return None if job is None else load_out(session, job)
     row = session.execute(_OWNED_VIEW, {"job_id": job_id, "client_id": client_id}).first()
-    if row is None:
-        return None
+    return None if row is None else _row_out(row)
+
+
+def list_owned(
+    session: Session, client_id: str, *, status: str | None, model: str | None, limit: int, before_id: str | None,
+) -> list[JobOut]:
+    """The client's jobs as `GET /v1/jobs` lists them, newest first. On Postgres one
+    statement reads the page with each job's artifacts and webhook state, and only the
+    columns a caller sees (not the upstream's payload, leases or fingerprints)."""
+    if session.get_bind().dialect.name != "postgresql":
+        from app.jobs.repository import list_for_client
+
+        return load_many(session, list_for_client(
+            session, client_id, status=status, model=model, limit=limit, before_id=before_id))
+    jobs = _VIEW_JOBS
+    query = _VIEW.where(jobs.c.client_id == client_id)
+    if status:
+        query = query.where(jobs.c.status == status)
+    if model:
+        query = query.where(jobs.c.model == model)
+    if before_id:
+        query = query.where(jobs.c.id < before_id)
+    return [_row_out(row) for row in session.execute(query.order_by(jobs.c.id.desc()).limit(limit))]
+
+
+def _row_out(row: Any) -> JobOut:
     webhook = None
     if row.w_status is not None:
         webhook = WebhookStateOut(
@@ -90,8 +114,19 @@ def view_owned(session: Session, client_id: str, job_id: str) -> JobOut | None:
     return to_out(row, artifacts, webhook)
 
 
-def _owned_view() -> Any:
-    jobs = table(Job)
+# What `to_out` reads of a job: a view never loads the upstream's payload, leases or fingerprints.
+_VIEW_ATTRIBUTES = (
+    "id", "model", "family", "kind", "status", "priority", "progress", "input", "meta", "error_code",
+    "error_message", "error_source", "upstream_id", "upstream_status", "webhook_events", "parent_job_id",
+    "created_at", "updated_at", "completed_at",
+)
+_VIEW_JOBS = table(Job)
+
+
+def _view() -> Any:
+    """Jobs (the caller's columns), each with its artifacts as a JSON array and its
+    current webhook delivery: filters, order and limit are added per use."""
+    jobs = _VIEW_JOBS
     stored, deliveries = table(Artifact), table(WebhookDelivery)
     pairs: list[Any] = []
     for name in ("name", "content_type", "size_bytes", "sha256", "expires_at", "deleted_at"):
@@ -114,16 +149,16 @@ def _owned_view() -> Any:
         .limit(1)
         .lateral("w")
     )
-    columns = [jobs.c[column.name].label(attribute) for attribute, column in _JOB_ATTRIBUTES]
+    attributes = Job.__mapper__.column_attrs
+    columns = [jobs.c[attributes[name].columns[0].name].label(name) for name in _VIEW_ATTRIBUTES]
     return (
         select(*columns, artifacts.c.artifacts, *webhook.c)
         .select_from(jobs.outerjoin(artifacts, true()).outerjoin(webhook, true()))
-        .where(jobs.c.id == bindparam("job_id"), jobs.c.client_id == bindparam("client_id"))
     )
 
 
-_JOB_ATTRIBUTES = [(attr.key, attr.columns[0]) for attr in Job.__mapper__.column_attrs]
-_OWNED_VIEW = _owned_view()
+_VIEW = _view()
+_OWNED_VIEW = _VIEW.where(_VIEW_JOBS.c.id == bindparam("job_id"), _VIEW_JOBS.c.client_id == bindparam("client_id"))
 
 
 def load_out(session: Session, job: Job, *, with_webhook: bool = True) -> JobOut:
