@@ -126,6 +126,11 @@ def problem_response(
     )
 
 
+def as_problem(exc: AppError, instance: str | None = None) -> Problem:
+    return Problem(type=f"/problems/{exc.code}", title=exc.title, status=exc.status, code=exc.code,
+                   detail=exc.detail, instance=instance, errors=exc.errors)
+
+
 def error_response(exc: AppError, instance: str | None = None) -> JSONResponse:
     return problem_response(
         exc.status, exc.code, exc.title, exc.detail, instance=instance, errors=exc.errors, headers=exc.headers,

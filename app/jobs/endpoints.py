@@ -6,11 +6,20 @@ from fastapi import APIRouter, Header, Query, Response
 
 from app.core.boundary import CheckedRoute
 from app.core.deps import ClientDep, SessionDep, finish_reading
-from app.core.errors import NotFound, problem_responses
+from app.core.errors import NotFound, as_problem, problem_responses
 from app.core.responses import model_json
 from app.jobs import repository as repo
 from app.jobs import service
-from app.jobs.schemas import JobCreate, JobEventList, JobEventOut, JobList, JobOut
+from app.jobs.schemas import (
+    JobBatchCreate,
+    JobBatchOut,
+    JobBatchResult,
+    JobCreate,
+    JobEventList,
+    JobEventOut,
+    JobList,
+    JobOut,
+)
 from app.jobs.states import JobStatus
 from app.jobs.views import load_many, load_out, to_out, view_owned
 
@@ -44,6 +53,47 @@ def create_job(
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
     return model_json(out, 202, headers)
+
+
+@router.post(
+    "/batch",
+    response_model=JobBatchOut,
+    operation_id="createJobBatch",
+    summary="Submit up to 100 jobs at once, each judged on its own",
+    description="The body's shape is all or nothing: a malformed item (a wrong type, a missing "
+    "`idempotency_key`, more than 100 items) is a 422 for the whole request and creates nothing. "
+    "After that each item is accepted or refused on its own, as a `POST /v1/jobs` with its own "
+    "`Idempotency-Key` would be (unknown model, bad input, unsafe webhook URL, a quota: each costs "
+    "one submission of the client's rate): `data[i]` holds its status and either the job or the "
+    "problem+json. Accepted jobs are committed together, then published. Send the same batch "
+    "again to retry the refused items: accepted ones replay (status 200).",
+    responses=problem_responses(401, 409, 422, 503),
+)
+def create_job_batch(body: JobBatchCreate, session: SessionDep, client: ClientDep) -> Response:
+    outcomes = service.create_batch(session, client, body.jobs)
+    results = []
+    for outcome in outcomes:
+        accepted = outcome.accepted
+        if accepted is not None:
+            out = load_out(session, accepted.job) if accepted.replayed else to_out(accepted.job, [])
+            results.append(JobBatchResult(index=outcome.index, idempotency_key=outcome.key,
+                                          status=200 if accepted.replayed else 202, job=out))
+        else:
+            assert outcome.error is not None
+            results.append(JobBatchResult(index=outcome.index, idempotency_key=outcome.key,
+                                          status=outcome.error.status, error=as_problem(outcome.error),
+                                          retry_after=_retry_after(outcome.error.headers)))
+    session.commit()
+    created = sum(1 for r in results if r.status == 202)
+    replayed = sum(1 for r in results if r.status == 200)
+    batch = JobBatchOut(data=results, created=created, replayed=replayed, failed=len(results) - created - replayed)
+    headers = next((o.accepted.headers for o in reversed(outcomes) if o.accepted and o.accepted.headers), {})
+    return model_json(batch, 200, headers)
+
+
+def _retry_after(headers: dict[str, str] | None) -> int | None:
+    value = (headers or {}).get("Retry-After")
+    return int(value) if value and value.isdigit() else None
 
 
 @router.get(
