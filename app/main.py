@@ -105,6 +105,9 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(4, settings.db_pool_size + settings.db_max_overflow)
     yield
+    from app.jobs.waiting import close_watch
+
+    await close_watch()  # the long-poll's LISTEN connection, if a request opened it
 
 
 class Gateway(FastAPI):

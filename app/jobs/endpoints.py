@@ -1,15 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from app.clients.models import Client
 from app.core.boundary import CheckedRoute
+from app.core.db import close_session, get_sessionmaker
 from app.core.deps import ClientDep, SessionDep, finish_reading
 from app.core.errors import NotFound, as_problem, problem_responses
 from app.core.responses import model_json
 from app.jobs import repository as repo
-from app.jobs import service
+from app.jobs import service, waiting
 from app.jobs.schemas import (
     JobBatchCreate,
     JobBatchOut,
@@ -20,7 +25,7 @@ from app.jobs.schemas import (
     JobList,
     JobOut,
 )
-from app.jobs.states import JobStatus
+from app.jobs.states import TERMINAL, JobStatus
 from app.jobs.views import load_many, load_out, to_out, view_owned
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
@@ -32,9 +37,12 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
     response_model=JobOut,
     operation_id="createJob",
     summary="Submit a generation job",
-    responses=problem_responses(401, 409, 422, 429, 503),
+    responses={
+        200: {"model": JobOut, "description": "With `Prefer: wait=N`: the job ended within N seconds"},
+        **problem_responses(401, 409, 422, 429, 503),
+    },
 )
-def create_job(
+async def create_job(
     body: JobCreate,
     session: SessionDep,
     client: ClientDep,
@@ -42,7 +50,26 @@ def create_job(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="Same key and same body: the same job again. 1-255 characters.",
     )] = None,
+    prefer: Annotated[str | None, Header(
+        max_length=256,
+        description="`wait=N` (RFC 7240, N up to 60): answer `200` with the finished job if it ends "
+        "within N seconds, else `202` as usual; `Preference-Applied: wait=N` says it was honoured.",
+    )] = None,
 ) -> Response:
+    out, headers = await run_in_threadpool(_create, body, session, client, idempotency_key)
+    wait = preferred_wait(prefer)
+    if wait is None or out.status in TERMINAL:
+        return model_json(out, 200 if wait is not None else 202, headers)
+    headers["Preference-Applied"] = f"wait={wait}"
+    done = await waiting.wait_until(out.id, _reader(client.id, out.id), _ended, wait)
+    if done is not None and done.status in TERMINAL:
+        return model_json(done, 200, headers)
+    return model_json(done or out, 202, headers)
+
+
+def _create(
+    body: JobCreate, session: Session, client: Client, idempotency_key: str | None,
+) -> tuple[JobOut, dict[str, str]]:
     accepted = service.create(session, client, body, idempotency_key)
     # The answer is built inside the transaction and the commit is the last database call:
     # a client that gets an error was not charged a job, and one that gets 202 has one.
@@ -52,7 +79,41 @@ def create_job(
     headers = {"Location": f"/v1/jobs/{accepted.job.id}", **accepted.headers}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return model_json(out, 202, headers)
+    return out, headers
+
+
+def preferred_wait(prefer: str | None) -> int | None:
+    """`wait=N` from a Prefer header (RFC 7240 section 4.3), capped at 60; None without one."""
+    for preference in (prefer or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "wait":
+            value = value.strip().strip('"')
+            return min(int(value), waiting.MAX_WAIT) if value.isdigit() else None
+    return None
+
+
+def _ended(job: JobOut) -> bool:
+    return job.status in TERMINAL
+
+
+def _reader(client_id: str, job_id: str) -> Callable[[], Awaitable[JobOut | None]]:
+    async def read() -> JobOut | None:
+        return await run_in_threadpool(_read_owned, client_id, job_id)
+
+    return read
+
+
+def _read_owned(client_id: str, job_id: str) -> JobOut | None:
+    session = get_sessionmaker()()
+    try:
+        return view_owned(session, client_id, job_id)
+    finally:
+        close_session(session)
+
+
+def state_tag(job: JobOut) -> str:
+    """The job's status and progress as a weak ETag: what a waiter has already seen."""
+    return f'W/"{job.status.value}.{job.progress}"'
 
 
 @router.post(
@@ -129,12 +190,36 @@ def list_jobs(
     summary="Get one job",
     responses=problem_responses(401, 404, 503),
 )
-def get_job(job_id: str, session: SessionDep, client: ClientDep) -> Response:
-    out = view_owned(session, client.id, job_id)
-    finish_reading(session)
+async def get_job(
+    job_id: str,
+    client: ClientDep,
+    wait: Annotated[int | None, Query(
+        ge=0, le=waiting.MAX_WAIT,
+        description="Long-poll: answer as soon as the job's status or progress changes, or after this "
+        "many seconds (at most 60) with the job as it is. A finished job is answered at once.",
+    )] = None,
+    if_none_match: Annotated[str | None, Header(
+        alias="If-None-Match", max_length=128,
+        description="With `wait`: the `ETag` of the job you last saw; a job already different from it "
+        "is answered at once (no change is missed between two waits).",
+    )] = None,
+) -> Response:
+    read = _reader(client.id, job_id)
+    if wait is None:
+        out = await read()
+    else:
+        seen: list[str | None] = [if_none_match.strip() if if_none_match else None]
+
+        def changed(job: JobOut) -> bool:
+            tag = state_tag(job)
+            if seen[0] is None:
+                seen[0] = tag
+            return tag != seen[0] or job.status in TERMINAL
+
+        out = await waiting.wait_until(job_id, read, changed, wait)
     if out is None:
         raise NotFound(f"no job {job_id}")
-    return model_json(out)
+    return model_json(out, headers={"ETag": state_tag(out)})
 
 
 @router.post(

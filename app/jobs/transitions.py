@@ -17,6 +17,7 @@ from app.clients.models import Client
 from app.core import metrics
 from app.jobs import repository as repo
 from app.jobs.models import Job
+from app.jobs.notify import job_changed
 from app.jobs.states import (
     OPTIONAL_EVENTS,
     TERMINAL,
@@ -65,6 +66,7 @@ def move(
     if not repo.guarded_update(session, job_id, expected, update, lease_token=lease_token, where=where):
         return False
     repo.add_event(session, job_id, Timeline.STATUS, now, status=to.value, message=message, data=data)
+    job_changed(session, (job_id,))
     job = repo.get(session, job_id)
     assert job is not None
     log.info("job_status", job_id=job_id, model=job.model, status=to.value, message=message)
