@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness \
+.PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness bench-wait \
 	compose-check screenshots lock clean
 
 $(STAMP): pyproject.toml
@@ -71,6 +71,9 @@ bench-api: install
 
 bench-fairness: install
 	$(BIN)/python -m bench.fairness $(BENCH_ARGS)
+
+bench-wait: install
+	$(BIN)/python -m bench.wait $(BENCH_ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet
