@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness bench-wait \
 	compose-check screenshots lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The Python client (sdk/python): `cometjobs jobs ...` runs on it and the suite tests it.
+	$(BIN)/python -m pip install --quiet -e sdk/python
 	touch $(STAMP)
 
 install: $(STAMP)
