@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cometjobs.jobs_cli import jobs
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
 @click.group(help="cometjobs: durable CometAPI generation jobs. Settings come from COMETJOBS_* variables.")
 def main() -> None:
     pass
+
+
+main.add_command(jobs)
 
 
 @main.command(help="Run the whole stack on one machine (SQLite, local disk, embedded broker, emulator).")
