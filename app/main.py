@@ -154,6 +154,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for operation in path.values():
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
+                if code.isdigit() and int(code) >= 400:
+                    content.pop("text/event-stream", None)  # an event stream's errors are problem+json too
                 if code.isdigit() and int(code) >= 400 and "application/json" in content:
                     content.setdefault(PROBLEM_MEDIA_TYPE, {"schema": {"$ref": "#/components/schemas/Problem"}})
                     del content["application/json"]

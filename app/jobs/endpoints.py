@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -11,10 +12,10 @@ from app.clients.models import Client
 from app.core.boundary import CheckedRoute
 from app.core.db import close_session, get_sessionmaker
 from app.core.deps import ClientDep, SessionDep, finish_reading
-from app.core.errors import NotFound, as_problem, problem_responses
+from app.core.errors import NotFound, ValidationFailed, as_problem, problem_responses
 from app.core.responses import model_json
 from app.jobs import repository as repo
-from app.jobs import service, waiting
+from app.jobs import service, stream, waiting
 from app.jobs.schemas import (
     JobBatchCreate,
     JobBatchOut,
@@ -254,3 +255,50 @@ def list_events(
     out = JobEventList(data=[JobEventOut.model_validate(e, from_attributes=True) for e in events])
     finish_reading(session)
     return out
+
+
+async def _streamed_job(job_id: str, client: ClientDep) -> str:
+    """The caller's client id, once its job is known to exist: a 404 must be answered before
+    the stream's 200 goes out."""
+    if await run_in_threadpool(_read_owned, client.id, job_id) is None:
+        raise NotFound(f"no job {job_id}")
+    return client.id
+
+
+def resume_after(
+    last_event_id: Annotated[str | None, Header(
+        alias="Last-Event-ID", max_length=32, description="Resume after this timeline event id",
+    )] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Only events with a larger id")] = None,
+) -> int | None:
+    """Where a stream resumes: `Last-Event-ID` (sent by a reconnecting EventSource) wins over
+    `after`. A dependency, so a bad value is a 422 before the stream's 200."""
+    if last_event_id is None or not last_event_id.strip():
+        return after
+    value = last_event_id.strip()
+    if not value.isdigit() or int(value) > 2**63 - 1:
+        raise ValidationFailed.field("Last-Event-ID", "must be the id of a timeline event (an integer)", "invalid")
+    return int(value)
+
+
+@router.get(
+    "/{job_id}/events/stream",
+    response_class=EventSourceResponse,
+    operation_id="streamJobEvents",
+    summary="The job's timeline as Server-Sent Events, live, resumable with Last-Event-ID",
+    description="`text/event-stream`. Each timeline event comes as an unnamed event whose `id` is the "
+    "event's id and whose `data` is the event as `GET /v1/jobs/{id}/events` shows it; a reconnecting "
+    "client sends `Last-Event-ID` (or `?after=`) and gets only what it missed. A named `job` event "
+    "carries the job whenever its status or progress changes, and a named `end` event closes the "
+    "stream once the job has ended and its whole timeline was sent. A comment line every 15 s keeps "
+    "idle connections open.",
+    responses=problem_responses(401, 404, 422, 503),
+)
+async def stream_events(
+    job_id: str,
+    client_id: Annotated[str, Depends(_streamed_job)],
+    after: Annotated[int | None, Depends(resume_after)],
+) -> AsyncIterable[ServerSentEvent]:
+    async for event in stream.timeline(client_id, job_id, after):
+        yield event
+

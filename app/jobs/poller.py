@@ -221,7 +221,8 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings)
             elif outcome.result is not None:
                 _poll_answered(session, batch, outcome.row, spec, outcome.result, settings)
         repo.apply_poll_updates(session, batch.updates)
-        job_changed(session, batch.progressed)
+        # Waiters hear of new progress; event streams also of new timeline rows (upstream errors).
+        job_changed(session, set(batch.progressed) | {event["job_id"] for event in batch.events})
         repo.add_events(session, batch.events)
         _progress_events(session, batch.progressed, batch.now)
     return batch.stats
