@@ -95,3 +95,8 @@ class TestAllOrNothingShape:
         assert [r["status"] for r in body["data"]] == [202, 202, 429, 202]
         limits = api.get("/v1/client", headers=caller.headers).json()["limits"]
         assert limits["spent_today"] == pytest.approx(1.0)
+
+
+def test_a_405_on_the_batch_path_names_only_its_own_method(api, caller):
+    response = api.request("OPTIONS", "/v1/jobs/batch", headers=caller.headers)
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
