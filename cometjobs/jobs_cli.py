@@ -134,12 +134,21 @@ def cancel(client: Client, job_id: str) -> None:
     _print(client.cancel(job_id))
 
 
-@jobs.command("events", help="The job's timeline, one JSON object a line.")
+@jobs.command("events", help="The job's timeline, one JSON object a line; --follow keeps printing new "
+              "events live (Server-Sent Events) until the job ends.")
 @click.argument("job_id")
+@click.option("--follow", "-f", is_flag=True, help="Stream new events until the job ends")
 @_with_client
-def events(client: Client, job_id: str) -> None:
-    for event in client.events(job_id):
-        click.echo(event.model_dump_json())
+def events(client: Client, job_id: str, follow: bool) -> None:
+    from cometjobs_client import JobEvent
+
+    if not follow:
+        for event in client.events(job_id):
+            click.echo(event.model_dump_json())
+        return
+    for item in client.stream(job_id):
+        if isinstance(item, JobEvent):
+            click.echo(item.model_dump_json())
 
 
 @jobs.command("watch", help="A live progress bar until the job ends; then print it (exit 0 only if it "

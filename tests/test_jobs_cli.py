@@ -45,6 +45,8 @@ class TestJobsCli:
         assert [e["id"] for e in lines(run("list", "--status", "canceled").output)] == [job["id"]]
         statuses = [e["status"] for e in lines(run("events", job["id"]).output) if e["type"] == "status"]
         assert statuses[0] == "queued" and statuses[-1] == "canceled"
+        followed = lines(run("events", "--follow", job["id"]).output)  # the job ended: the stream ends
+        assert [e["status"] for e in followed if e["type"] == "status"] == statuses
         watched = run("watch", job["id"])  # already ended: answered at once, exit 1 as it did not succeed
         assert watched.exit_code == 1 and json.loads(watched.stdout)["status"] == "canceled"
 

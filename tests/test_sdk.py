@@ -11,6 +11,8 @@ from cometjobs_client import (
     AsyncClient,
     AuthenticationError,
     Client,
+    Job,
+    JobEvent,
     NotFound,
     RateLimited,
     Retries,
@@ -97,6 +99,16 @@ class TestAgainstTheApi:
         assert result.data[0].ok and result.data[0].job.status == "queued"
         assert result.data[1].error.code == "validation_error" and len(result.data[1].idempotency_key) == 36
 
+    def test_stream_yields_the_timeline_and_the_job_until_the_end(self, sdk):
+        job = sdk.create("sora-2", PROMPT)
+        sdk.cancel(job)
+        items = list(sdk.stream(job))
+        events = [i for i in items if isinstance(i, JobEvent)]
+        assert events[-1].status == "canceled"
+        assert [i.status for i in items if isinstance(i, Job)][-1] == "canceled"
+        assert [e.id for e in sdk.stream(job, after=events[0].id) if isinstance(e, JobEvent)] == [
+            e.id for e in events[1:]]
+
     def test_wait_gives_up_with_the_job_as_last_seen(self, sdk):
         job = sdk.create("sora-2", PROMPT)
         with pytest.raises(WaitTimeout) as late:
@@ -116,6 +128,8 @@ class TestAgainstTheApi:
                 assert done.status == "canceled"
                 listed = [j.id async for j in client.list(page_size=1)]
                 statuses = [e.status async for e in client.events(job) if e.type == "status"]
+                streamed = [i async for i in client.stream(job)]
+                assert isinstance(streamed[-1], Job) and streamed[-1].status == "canceled"
                 return listed + [statuses[0] or "", statuses[-1] or ""]
 
         assert asyncio.run(scenario())[1:] == ["queued", "canceled"]

@@ -179,6 +179,33 @@ class Client:
             on_progress(current)
         return current
 
+    def stream(self, job: JobRef, *, after: int | None = None) -> Iterator[JobEvent | Job]:
+        """The job's timeline live (Server-Sent Events): each `JobEvent` as it is written,
+        and the `Job` whenever its status or progress changes; ends when the job has ended.
+        A dropped connection is resumed where it stopped (`Last-Event-ID`)."""
+        last = after
+        path = f"/v1/jobs/{_job_id(job)}/events/stream"
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=_http.STREAM_TIMEOUT) as response:
+                    check(_read_error(response))
+                    parser = _http.SSEParser()
+                    for line in response.iter_lines():
+                        sse = parser.feed(line)
+                        if sse is None:
+                            continue
+                        if sse.event == "end":
+                            return
+                        item = _stream_item(sse)
+                        if isinstance(item, JobEvent):
+                            last = item.id
+                        yield item
+            except _http.STREAM_BROKEN:
+                continue
+
     def download(self, job: JobRef, name: str | None = None, path: str | Path = ".") -> Path:
         """Save an artifact (the first one when `name` is None) to `path` (a file, or a
         directory to save it in under its name). A redirect to object storage is followed
@@ -193,6 +220,12 @@ class Client:
                 with httpx.stream("GET", location, timeout=self._http.timeout) as storage:
                     return _save(check(_read_error(storage)), target)
             return _save(check(_read_error(response)), target)
+
+
+def _stream_item(sse: _http.SSE) -> JobEvent | Job:
+    if sse.event == "job":
+        return Job.model_validate_json(sse.data)
+    return JobEvent.model_validate_json(sse.data)
 
 
 def _read_error(response: httpx.Response) -> httpx.Response:
@@ -329,6 +362,33 @@ class AsyncClient:
         if on_progress is not None:
             await _maybe_await(on_progress(current))
         return current
+
+    async def stream(self, job: JobRef, *, after: int | None = None) -> AsyncIterator[JobEvent | Job]:
+        last = after
+        path = f"/v1/jobs/{_job_id(job)}/events/stream"
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                async with self._http.stream("GET", path, headers=headers,
+                                             timeout=_http.STREAM_TIMEOUT) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        check(response)
+                    parser = _http.SSEParser()
+                    async for line in response.aiter_lines():
+                        sse = parser.feed(line)
+                        if sse is None:
+                            continue
+                        if sse.event == "end":
+                            return
+                        item = _stream_item(sse)
+                        if isinstance(item, JobEvent):
+                            last = item.id
+                        yield item
+            except _http.STREAM_BROKEN:
+                continue
 
     async def download(self, job: JobRef, name: str | None = None, path: str | Path = ".") -> Path:
         found = job if isinstance(job, Job) else await self.get(job)

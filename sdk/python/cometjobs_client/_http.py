@@ -87,3 +87,44 @@ def wait_timeout(seconds: int) -> httpx.Timeout:
 
 def remaining(deadline: float | None) -> float | None:
     return None if deadline is None else deadline - time.monotonic()
+
+
+# An event stream sends a comment every 15 s: a minute of silence means the connection is gone.
+STREAM_TIMEOUT = httpx.Timeout(30.0, connect=10.0, read=60.0)
+STREAM_BROKEN = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
+@dataclass
+class SSE:
+    event: str = "message"
+    id: str | None = None
+    data: str = ""
+
+
+class SSEParser:
+    """Server-Sent Events off a stream's lines (the WHATWG event-stream format)."""
+
+    def __init__(self) -> None:
+        self._event = SSE()
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SSE | None:
+        if not line:
+            if not self._data:
+                self._event = SSE()
+                return None
+            done = self._event
+            done.data = "\n".join(self._data)
+            self._event, self._data = SSE(), []
+            return done
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event.event = value
+        elif name == "id":
+            self._event.id = value
+        return None
