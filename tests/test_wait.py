@@ -128,3 +128,13 @@ class TestPreferWait:
     def test_without_prefer_nothing_changes(self, api, caller):
         response = api.post("/v1/jobs", json=JOB, headers=caller.headers)
         assert response.status_code == 202 and "Preference-Applied" not in response.headers
+
+    def test_a_replayed_key_whose_job_ended_is_200_at_once(self, api, caller):
+        headers = {**caller.headers, "Idempotency-Key": "k-ended"}
+        job = api.post("/v1/jobs", json=JOB, headers=headers).json()
+        api.post(f"/v1/jobs/{job['id']}/cancel", headers=caller.headers)
+        call = Call(lambda: api.post("/v1/jobs", json=JOB, headers={**headers, "Prefer": f"wait={LONG}"}))
+        response = call.answer()
+        assert response.status_code == 200 and response.json()["status"] == "canceled"
+        assert response.headers["Preference-Applied"] == f"wait={LONG}"
+        assert response.headers["Idempotent-Replayed"] == "true"

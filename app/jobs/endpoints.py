@@ -59,9 +59,11 @@ async def create_job(
 ) -> Response:
     out, headers = await run_in_threadpool(_create, body, session, client, idempotency_key)
     wait = preferred_wait(prefer)
-    if wait is None or out.status in TERMINAL:
-        return model_json(out, 200 if wait is not None else 202, headers)
+    if wait is None:
+        return model_json(out, 202, headers)
     headers["Preference-Applied"] = f"wait={wait}"
+    if out.status in TERMINAL:  # a replayed key whose job already ended
+        return model_json(out, 200, headers)
     done = await waiting.wait_until(out.id, _reader(client.id, out.id), _ended, wait)
     if done is not None and done.status in TERMINAL:
         return model_json(done, 200, headers)

@@ -32,6 +32,7 @@ T = TypeVar("T")
 class JobWatch:
     def __init__(self, dsn: str | None) -> None:
         self.dsn = dsn
+        self.loop = asyncio.get_running_loop()
         self.recheck = None if dsn else SQLITE_RECHECK
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
@@ -106,7 +107,9 @@ _watch: dict[str, JobWatch] = {}
 def get_watch() -> JobWatch:
     """This process's watch, started on first use inside the running loop."""
     watch = _watch.get("watch")
-    if watch is None:
+    if watch is None or watch.loop is not asyncio.get_running_loop():
+        # First use, or a loop that replaced the one this watch was made in (an app served
+        # again in the same process, as tests do): the old listener went with its loop.
         url = make_url(get_settings().database_url)
         dsn = None
         if url.get_backend_name() == "postgresql":
