@@ -116,7 +116,7 @@ class TestAgainstTheApi:
         assert not late.value.job.done
 
     def test_prefer_wait_answers_202_with_a_job_still_queued(self, sdk):
-        assert not sdk.create("sora-2", PROMPT, wait=1).done
+        assert not sdk.create("sora-2", PROMPT, wait=0).done
 
     def test_the_async_client(self, caller):
         async def scenario() -> list[str]:
