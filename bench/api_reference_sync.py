@@ -58,9 +58,9 @@ def create(body: JobIn, request: Request) -> Response:
         with conn.transaction():
             conn.execute(
                 "INSERT INTO jobs (id, client_id, model, family, kind, input, metadata, webhook_events, "
-                "storage_prefix, status, progress, submit_attempts, collect_attempts, poll_count, poll_errors, "
+                "storage_prefix, status, progress, submit_attempts, collect_attempts, "
                 "due_at, created_at, updated_at, status_changed_at, progress_at) VALUES (%s, %s, %s, 'sora', "
-                "'video', %s, '{}', '[]', %s, 'queued', 0, 0, 0, 0, 0, %s, %s, %s, %s, %s)",
+                "'video', %s, '{}', '[]', %s, 'queued', 0, 0, 0, %s, %s, %s, %s, %s)",
                 (job_id, client_id, body.model, Jsonb(body.input), f"{client_id}/{job_id}",
                  now + timedelta(seconds=15), now, now, now, now),
             )

@@ -57,7 +57,7 @@ def _seed(n: int, emulator_url: str, spread: float) -> list[str]:
     from app.clients.service import create
     from app.core.db import session_scope, utcnow
     from app.core.ids import new_id
-    from app.jobs.models import Job
+    from app.jobs.models import Job, JobPoll
 
     http = httpx.Client(base_url=emulator_url, timeout=120)
     http.post("/_emulator/reset").raise_for_status()
@@ -69,27 +69,29 @@ def _seed(n: int, emulator_url: str, spread: float) -> list[str]:
         session.execute(delete(Job))
         session.execute(delete(Client))
         client = create(session, "bench").client
-        rows = []
+        rows, schedules = [], []
         for upstream_id in ids:
             job_id = new_id("job")
+            schedules.append({"job_id": job_id, "due_at": now + timedelta(seconds=random.uniform(0, spread)),
+                              "stall_at": now + timedelta(hours=1), "poll_count": 0, "poll_errors": 0})
             rows.append({
                 "id": job_id, "client_id": client.id, "model": "sora-2", "family": "sora", "kind": "video",
                 "input": {"prompt": "bench"}, "meta": {}, "webhook_events": [],
                 "storage_prefix": f"{client.id}/{job_id}/x", "status": "running", "progress": 1,
                 "upstream_id": upstream_id, "upstream_status": "in_progress",
-                "due_at": now + timedelta(seconds=random.uniform(0, spread)),
-                "deadline_at": now + timedelta(hours=1), "stall_deadline_at": now + timedelta(hours=1),
+                "deadline_at": now + timedelta(hours=1),
                 "timeout_at": now + timedelta(hours=1), "created_at": now, "updated_at": now,
                 "status_changed_at": now, "progress_at": now,
             })
         for start in range(0, len(rows), 2000):
             session.execute(insert(Job), rows[start : start + 2000])
+            session.execute(insert(JobPoll), schedules[start : start + 2000])
     # As autovacuum would in steady state: without it the previous round's dead rows and
     # stale statistics (a tenth of the rows) slow the next round's claims several-fold.
     from app.core.db import get_engine
 
     with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM ANALYZE jobs")
+        conn.exec_driver_sql("VACUUM ANALYZE jobs, job_polls")
     return ids
 
 

@@ -2,8 +2,8 @@
 real CometAPI through the whole pipeline, with a table of what happened.
 
 It is for operators, never for CI: it spends money. It runs the pipeline in this
-process (validation and job rows in the configured database, then `submit`, the
-batched poller, `collect` and the sweeper called directly, its queue messages kept in
+process (validation and job rows in the configured database, then the dispatcher's
+round, `submit`, the batched poller, `collect` and the sweeper called directly, its queue messages kept in
 memory instead of sent to the broker), so it needs the database and storage a
 deployment uses and nothing else. It is safe beside running workers: every step is
 leased, so whichever process gets to a job first does that step.
@@ -96,6 +96,7 @@ def run(chosen: list[str], timeout: float, tick: float = 2.0, say: Callable[[str
     from app.core.tasks import TaskName
     from app.jobs import service
     from app.jobs.collector import collect
+    from app.jobs.dispatch import dispatch
     from app.jobs.poller import poll_due
     from app.jobs.schemas import JobCreate
     from app.jobs.submit import submit
@@ -119,6 +120,7 @@ def run(chosen: list[str], timeout: float, tick: float = 2.0, say: Callable[[str
             say(f"{family}: {model} as {jobs[family]}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not _all_done(jobs.values()):
+            dispatch()  # fair dispatch grants the slots (a no-op under FIFO)
             for task, job_id in outbox.take():
                 if task is TaskName.SUBMIT_JOB:
                     submit(job_id)

@@ -58,13 +58,18 @@ TEST_ENV = {
     "COMETJOBS_LATE_WATCH": "30",
     "COMETJOBS_LATE_WATCH_INTERVAL": "1",
     "COMETJOBS_QUEUE_NUDGE_AFTER": "2",
-    "COMETJOBS_SUBMIT_LEASE": "6",
+    # Past this a job in `submitting` is judged lost (upstream_submit_unknown): on a loaded
+    # 2-core machine a worker can stall for seconds, so not too short.
+    "COMETJOBS_SUBMIT_LEASE": "20",
     "COMETJOBS_SUBMIT_RETRY_BASE": "0.2",
     "COMETJOBS_COLLECT_LEASE": "6",
     "COMETJOBS_COLLECT_RETRY_BASE": "0.2",
     "COMETJOBS_POLL_LEASE": "10",
     "COMETJOBS_POLL_BUDGET": "2",
     "COMETJOBS_WORKER_CONCURRENCY": "3",
+    # Scrapes read the database every time, so a test sees the state it just made
+    # (the cache itself: tests/pipeline/test_gauges.py).
+    "COMETJOBS_METRICS_DB_CACHE": "0",
 }
 os.environ.update(TEST_ENV)
 (TMP / "data").mkdir(parents=True, exist_ok=True)

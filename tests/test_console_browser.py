@@ -113,14 +113,14 @@ def build(receiver: Receiver) -> dict[str, Any]:
                 "code": "moderation_blocked", "message": "The request was blocked by the moderation system"}}])
             failed = p.create_job(billing, model="sora-2-pro", input={"prompt": "something the moderator refuses"})
             p.submit(failed)
-            clock.now = max(clock.now, p.job(failed).due_at)
+            clock.now = max(clock.now, p.schedule(failed).due_at)
             p.poll()
             p.deliver_nudged()
 
             SoraScript(upstream, polls=[{"status": "in_progress", "progress": 42}])
             running = p.create_job(billing, input={"prompt": "waves on a breakwater"}, metadata={"order": "ord-1235"})
             p.submit(running)
-            clock.now = max(clock.now, p.job(running).due_at)
+            clock.now = max(clock.now, p.schedule(running).due_at)
             p.poll()
             p.deliver_nudged()
 

@@ -18,6 +18,10 @@ from tests.support.s3 import MotoS3
 from tests.support.stack import Stack
 from tests.support.waiting import wait_for
 
+# One deployment per module (a module-scoped fixture): its tests stay on one xdist worker
+# instead of each worker starting its own.
+pytestmark = pytest.mark.xdist_group("s3-stack")
+
 MB = 1_000_000
 URL_TTL = 120
 RETENTION_DAYS = 7

@@ -6,6 +6,7 @@
     dispatch  DISPATCH_TICK            the leader     grants free upstream slots, fairly (app/jobs/dispatch.py)
     sweep     SWEEP_INTERVAL           the leader     nudges overdue jobs, judges lost leases, deadlines
     expire    ARTIFACT_EXPIRY_TICK     the leader     deletes results past their retention
+    purge     RETENTION_TICK           the leader     deletes finished jobs and uploads past theirs
     gauges    GAUGES_TICK              the leader     counts what the metrics show (jobs per state, ...)
 
 A tick is a loop in this process, not a Celery message: it costs no broker traffic,
@@ -35,6 +36,7 @@ from app.core import aio, metrics, queue
 from app.core.leader import Leadership, leadership
 from app.core.settings import Settings, get_settings
 from app.jobs import dispatch, gauges, poller, sweeper
+from app.jobs import retention as job_retention
 from app.webhooks import service as webhooks
 
 log = structlog.get_logger("cometjobs.scheduler")
@@ -58,6 +60,10 @@ async def _expire(_settings: Settings) -> dict[str, int]:
     return await asyncio.to_thread(retention.expire_due)
 
 
+async def _purge(_settings: Settings) -> dict[str, int]:
+    return await asyncio.to_thread(job_retention.purge_due)
+
+
 async def _dispatch(_settings: Settings) -> dict[str, int]:
     return await asyncio.to_thread(dispatch.dispatch)
 
@@ -73,6 +79,7 @@ def default_ticks(settings: Settings) -> list[Tick]:
         Tick("sweep", settings.sweep_interval.total_seconds(), _sweep, leader_only=True),
         Tick("expire", settings.artifact_expiry_tick.total_seconds(), _expire, leader_only=True),
         Tick("gauges", settings.gauges_tick.total_seconds(), _gauges, leader_only=True),
+        Tick("purge", settings.retention_tick.total_seconds(), _purge, leader_only=True),
     ]
     if settings.dispatch == "fair":
         ticks.append(Tick("dispatch", settings.dispatch_tick.total_seconds(), _dispatch, leader_only=True))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
@@ -15,7 +15,10 @@ class Artifact(Base):
     __tablename__ = "artifacts"
     __table_args__ = (
         UniqueConstraint("job_id", "name"),
-        Index("ix_artifacts_expires_at", "expires_at"),
+        # Only what expiry still has to delete: the walk does not grow with every artifact ever expired.
+        Index("ix_artifacts_expires_at", "expires_at",
+              postgresql_where=text("deleted_at IS NULL AND expires_at IS NOT NULL"),
+              sqlite_where=text("deleted_at IS NULL AND expires_at IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -34,7 +37,7 @@ class Upload(Base):
     """A caller-supplied input file (e.g. a Sora `input_reference` image)."""
 
     __tablename__ = "uploads"
-    __table_args__ = (Index("ix_uploads_client_id", "client_id"),)
+    __table_args__ = (Index("ix_uploads_client_id", "client_id"), Index("ix_uploads_created_at", "created_at"))
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))

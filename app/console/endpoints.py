@@ -241,9 +241,11 @@ def job_page(request: Request, job_id: str, session: SessionDep, user: UserDep) 
     except NotFound:
         return _page(request, "missing.html", 404, user=user, what=f"job {job_id}")
     artifacts = artifacts_repo.for_jobs(session, [job.id]).get(job.id, [])
+    timeline = repository.timeline(session, job.id)
     return _page(
         request, "job.html", user=user, active="jobs", job=job, owner=owner, artifacts=artifacts,
-        timeline=repository.timeline(session, job.id), deliveries=repository.deliveries(session, job.id),
+        timeline=timeline, polls=repository.polls(session, job.id, timeline),
+        deliveries=repository.deliveries(session, job.id),
         can_cancel=job.status not in {s.value for s in TERMINAL},
         stream_url=TIMELINE_STREAM.format(job_id=job.id) if TIMELINE_STREAM else None,
     )

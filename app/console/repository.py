@@ -13,7 +13,7 @@ from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client
-from app.jobs.models import Job, TimelineEvent
+from app.jobs.models import Job, JobPoll, TimelineEvent
 from app.jobs.states import ACTIVE, TERMINAL
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 
@@ -148,6 +148,16 @@ def timeline(session: Session, job_id: str, limit: int = 500) -> list[TimelineEv
     return list(session.scalars(
         select(TimelineEvent).where(TimelineEvent.job_id == job_id).order_by(TimelineEvent.id).limit(limit)
     ))
+
+
+def polls(session: Session, job_id: str, events: list[TimelineEvent]) -> tuple[int, int | None] | None:
+    """(polls, failed in a row): the live schedule's while the job runs; afterwards the
+    count the status event that ended its run recorded; None if it never ran."""
+    live = session.get(JobPoll, job_id)
+    if live is not None:
+        return live.poll_count, live.poll_errors
+    ended = [e.data["polls"] for e in events if e.data and "polls" in e.data]
+    return (int(ended[-1]), None) if ended else None
 
 
 def deliveries(session: Session, job_id: str) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:

@@ -77,6 +77,10 @@ STORAGE_ERRORS = Counter(
     "Storage operations that failed on the storage side (a full disk, S3 refusing a write), by operation",
     ["backend", "operation"],
 )
+RETENTION_DELETED = Counter(
+    "cometjobs_retention_deleted_total",
+    "Rows deleted by retention: finished jobs (with their children), uploads, daily spend rows", ["kind"],
+)
 WEBHOOK_ATTEMPTS = Counter(
     "cometjobs_webhook_attempts_total",
     "Webhook attempts by outcome: success, http_4xx, http_5xx, redirect, timeout, network_error, refused",

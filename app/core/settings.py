@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has looked up; changes made elsewhere (a
     # revocation, a PATCH on another process) take effect within this. 0: look up every time.
     auth_cache_ttl: Duration = timedelta(seconds=5)
+    # How long one process reuses the database gauges of /metrics (jobs per state, webhook
+    # backlog): scrapes from several Prometheus servers cost one set of queries. 0: none.
+    metrics_db_cache: Duration = timedelta(seconds=5)
 
     # Database
     db_pool_size: int = 10
@@ -178,6 +181,14 @@ class Settings(BaseSettings):
     # Writes never completed (a worker killed mid-copy) are removed after this; it must
     # exceed the longest copy (the collect task's hard time limit).
     abandoned_upload_age: Duration = timedelta(days=1)
+
+    # Rows (app/jobs/retention.py): a finished job is deleted this long after it finished,
+    # once none of its results is still stored (0: keep forever); an upload this long
+    # after it was made (0: forever). One leader tick every RETENTION_TICK, in batches.
+    job_retention: Duration = timedelta(days=90)
+    upload_retention: Duration = timedelta(days=7)
+    retention_tick: Duration = timedelta(minutes=10)
+    retention_batch_size: int = Field(500, ge=1)
 
     # S3-compatible storage (`s3://bucket/prefix`). Unset values fall back to the AWS
     # tools' own variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).

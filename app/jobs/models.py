@@ -23,15 +23,18 @@ from app.core.db import Base, JSONType
 # A job holds one of its model's upstream slots from the dispatcher's grant until its
 # upstream task is finished (or the job ends).
 IN_FLIGHT_SQL = "status IN ('submitting', 'running') OR (status = 'queued' AND slot_at IS NOT NULL)"
+LIVE_SQL = "status IN ('queued', 'submitting', 'running', 'collecting')"
 
 
 class Job(Base):
     """One generation request and everything the pipeline knows about it.
 
-    `due_at` is the single "next step is due" instant the workers act on: for a
-    running job it is the next poll; for queued, submitting and collecting jobs
-    it is when the sweeper should nudge (or judge an expired lease). `timeout_at`
-    is the earliest applicable deadline (queue wait, stall, absolute).
+    `due_at` is when the sweeper should act on a queued, submitting, collecting (or
+    late-watched timed-out) job: nudge it, or judge an expired lease. A running job's
+    polls are scheduled in its `JobPoll` row instead, so a poll that learns nothing
+    new does not write this row, and one that does changes no indexed column here
+    (a HOT update). `timeout_at` is the earliest fixed deadline (queue wait, absolute);
+    the stall deadline, which moves with progress, is the `JobPoll`'s.
     """
 
     __tablename__ = "jobs"
@@ -39,9 +42,19 @@ class Job(Base):
         UniqueConstraint("client_id", "idempotency_key"),
         Index("ix_jobs_client_id_id", "client_id", "id"),
         Index("ix_jobs_client_id_status_id", "client_id", "status", "id"),
-        Index("ix_jobs_status_due_at", "status", "due_at"),
-        Index("ix_jobs_status_timeout_at", "status", "timeout_at"),
+        Index("ix_jobs_client_id_model_id", "client_id", "model", "id"),
         Index("ix_jobs_parent_job_id", "parent_job_id"),
+        # The maintenance reads, on live rows only, so their cost never grows with history:
+        # what the sweeper nudges, what times out, what each state holds (metrics, console).
+        Index("ix_jobs_due", "status", "due_at",
+              postgresql_where=text("due_at IS NOT NULL"), sqlite_where=text("due_at IS NOT NULL")),
+        Index("ix_jobs_timeout", "timeout_at",
+              postgresql_where=text("timeout_at IS NOT NULL"), sqlite_where=text("timeout_at IS NOT NULL")),
+        Index("ix_jobs_live", "status", "status_changed_at",
+              postgresql_where=text(LIVE_SQL), sqlite_where=text(LIVE_SQL)),
+        # Retention's walk: the oldest finished jobs first.
+        Index("ix_jobs_completed_at", "completed_at",
+              postgresql_where=text("completed_at IS NOT NULL"), sqlite_where=text("completed_at IS NOT NULL")),
         # The dispatcher's two reads, on live rows only: who waits for a slot (per client,
         # by priority then age), and what holds one (per model).
         Index("ix_jobs_waiting", "client_id", "priority", "id",
@@ -86,14 +99,10 @@ class Job(Base):
 
     submit_attempts: Mapped[int] = mapped_column(Integer, default=0)
     collect_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    poll_count: Mapped[int] = mapped_column(Integer, default=0)
-    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(40))
     due_at: Mapped[datetime | None]
-    claimed_due_at: Mapped[datetime | None]
 
     queue_deadline_at: Mapped[datetime | None]
-    stall_deadline_at: Mapped[datetime | None]
     deadline_at: Mapped[datetime | None]
     timeout_at: Mapped[datetime | None]
 
@@ -103,6 +112,26 @@ class Job(Base):
     progress_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+
+
+class JobPoll(Base):
+    """A running job's poll schedule: one row from the job's submit until it leaves
+    `running`. Narrow and short-lived, so its indexes hold only what is polled now and
+    the churn of a poll every few seconds stays off the wide `jobs` row."""
+
+    __tablename__ = "job_polls"
+    __table_args__ = (
+        Index("ix_job_polls_due_at", "due_at"),
+        Index("ix_job_polls_stall_at", "stall_at"),
+    )
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    due_at: Mapped[datetime]
+    # The `due_at` a claim found (how late the poll ran), and no progress by `stall_at` times the job out.
+    claimed_due_at: Mapped[datetime | None]
+    stall_at: Mapped[datetime]
+    poll_count: Mapped[int] = mapped_column(Integer, default=0)
+    poll_errors: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TimelineEvent(Base):

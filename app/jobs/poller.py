@@ -26,7 +26,7 @@ from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.notify import job_changed
 from app.jobs.states import ErrorSource, JobEvent, JobStatus, Timeline
-from app.jobs.transitions import announce_progress, fail, move, subscribed_events
+from app.jobs.transitions import announce_progress, fail, move
 from app.providers.base import ModelSpec, PollResult, UnreadableAnswer, UpstreamState
 from app.providers.http import UpstreamError, async_client
 from app.providers.registry import UnknownModel, adapter_for, get_model
@@ -39,7 +39,7 @@ MAX_HARD_POLL_ERRORS = 3
 
 @dataclass
 class Outcome:
-    row: Any
+    row: repo.PollRow
     result: PollResult | None = None
     error: UpstreamError | None = None
 
@@ -137,7 +137,7 @@ async def poll_tick(settings: Settings) -> dict[str, int]:
     return dict(stats)
 
 
-def _claim_batch(settings: Settings) -> list[Any]:
+def _claim_batch(settings: Settings) -> list[repo.PollRow]:
     now = utcnow()
     with session_scope() as session:
         rows = list(repo.claim_due_polls(session, now, now + settings.poll_lease, settings.poll_batch_size))
@@ -202,13 +202,14 @@ class _WriteBack:
     """What one batch of poll outcomes changes, gathered before it is written."""
 
     now: datetime
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     progressed: list[str] = field(default_factory=list)
     stats: Counter[str] = field(default_factory=Counter)
 
 
-def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings) -> Counter[str]:
+def _write_back(outcomes: list[Outcome], retired: list[repo.PollRow], settings: Settings) -> Counter[str]:
     batch = _WriteBack(utcnow())
     with session_scope() as session:
         for row in retired:
@@ -220,7 +221,7 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings)
                 _poll_failed(session, batch, outcome.row, spec, outcome.error)
             elif outcome.result is not None:
                 _poll_answered(session, batch, outcome.row, spec, outcome.result, settings)
-        repo.apply_poll_updates(session, batch.updates)
+        repo.apply_poll_updates(session, batch.schedules, batch.changes)
         # Waiters hear of new progress; event streams also of new timeline rows (upstream errors).
         job_changed(session, set(batch.progressed) | {event["job_id"] for event in batch.events})
         repo.add_events(session, batch.events)
@@ -228,7 +229,7 @@ def _write_back(outcomes: list[Outcome], retired: list[Any], settings: Settings)
     return batch.stats
 
 
-def _poll_failed(session: Session, batch: _WriteBack, row: Any, spec: ModelSpec, err: UpstreamError) -> None:
+def _poll_failed(session: Session, batch: _WriteBack, row: repo.PollRow, spec: ModelSpec, err: UpstreamError) -> None:
     batch.stats["errors"] += 1
     now = batch.now
     batch.events.append({
@@ -242,11 +243,11 @@ def _poll_failed(session: Session, batch: _WriteBack, row: Any, spec: ModelSpec,
         return
     retry_after = None if err.retry_after is None else max(1.0, err.retry_after)
     due = now + timedelta(seconds=error_policy(spec).delay(errors, retry_after))
-    batch.updates.append(_running_update(row, now, row.progress, row.upstream_status, errors, due, spec, False))
+    _still_running(batch, row, spec, row.progress, row.upstream_status, errors, due)
 
 
 def _poll_answered(
-    session: Session, batch: _WriteBack, row: Any, spec: ModelSpec, result: PollResult, settings: Settings
+    session: Session, batch: _WriteBack, row: repo.PollRow, spec: ModelSpec, result: PollResult, settings: Settings
 ) -> None:
     now = batch.now
     if result.state is UpstreamState.SUCCEEDED:
@@ -255,7 +256,7 @@ def _poll_answered(
             session, row.id, expected=[JobStatus.RUNNING], to=JobStatus.COLLECTING, now=now,
             values={"progress": 100, "upstream_status": result.raw_status, "upstream_payload": result.payload,
                     "due_at": now + settings.queue_nudge_after, "timeout_at": None, "lease_token": None,
-                    "poll_count": row.poll_count + 1, "nudges": 0},
+                    "nudges": 0},
         ):
             enqueue(session, TaskName.COLLECT_JOB, row.id)
     elif result.state is UpstreamState.FAILED:
@@ -263,42 +264,46 @@ def _poll_answered(
         fail(
             session, row.id, expected=[JobStatus.RUNNING], now=now, code=result.error_code or "generation_failed",
             message=result.error_message or f"upstream reported {result.raw_status}", source=ErrorSource.UPSTREAM,
-            values={"upstream_status": result.raw_status, "upstream_payload": result.payload,
-                    "poll_count": row.poll_count + 1},
+            values={"upstream_status": result.raw_status, "upstream_payload": result.payload},
         )
     else:
         progress = row.progress if result.progress is None else max(row.progress, result.progress)
-        changed = progress != row.progress
-        if changed:
-            batch.progressed.append(row.id)
-        due = now + timedelta(seconds=poll_policy(spec).delay(row.poll_count + 1))
-        batch.updates.append(_running_update(row, now, progress, result.raw_status, 0, due, spec, changed))
+        due = now + timedelta(seconds=poll_policy(spec).delay(row.poll_count))  # this poll counted at its claim
+        _still_running(batch, row, spec, progress, result.raw_status, 0, due)
 
 
-def _running_update(
-    row: Any, now: datetime, progress: int, raw_status: str | None, errors: int, due: datetime,
-    spec: ModelSpec, changed: bool,
-) -> dict[str, Any]:
-    stall = now + timedelta(seconds=spec.stall_deadline) if changed else row.stall_deadline_at
-    candidates = [d for d in (stall, row.deadline_at) if d is not None]
-    return {
-        "b_id": row.id, "b_progress": progress, "b_upstream_status": raw_status, "b_due_at": due,
-        "b_poll_count": row.poll_count + 1, "b_poll_errors": errors,
-        "b_progress_at": now if changed else row.progress_at, "b_stall_deadline_at": stall,
-        "b_timeout_at": min(candidates) if candidates else None, "b_updated_at": now,
-    }
+def _still_running(
+    batch: _WriteBack, row: repo.PollRow, spec: ModelSpec, progress: int, raw_status: str | None, errors: int,
+    due: datetime,
+) -> None:
+    """The next poll always; the job's row only when the upstream told us something new
+    (more progress, which also moves the stall deadline, or another status)."""
+    now = batch.now
+    progressed = progress != row.progress
+    batch.schedules.append({
+        "b_id": row.id, "b_due_at": due, "b_poll_errors": errors,
+        "b_stall_at": now + timedelta(seconds=spec.stall_deadline) if progressed else row.stall_at,
+    })
+    if progressed or raw_status != row.upstream_status:
+        batch.changes.append({
+            "b_id": row.id, "b_progress": progress, "b_upstream_status": raw_status,
+            "b_progress_at": now if progressed else row.progress_at, "b_updated_at": now,
+        })
+    if progressed:
+        batch.progressed.append(row.id)
 
 
 def _progress_events(session: Session, job_ids: list[str], now: datetime) -> None:
     """`job.progress` for subscribers of still-running jobs (a cancel may have won the row),
-    at most one per job per COMETJOBS_WEBHOOK_PROGRESS_INTERVAL."""
-    jobs = [
-        job for job in (repo.get(session, job_id) for job_id in job_ids)
-        if job is not None and job.status == JobStatus.RUNNING.value
-        and JobEvent.PROGRESS in subscribed_events(session, job)
-    ]
-    last = last_created(session, [job.id for job in jobs], JobEvent.PROGRESS)
+    at most one per job per COMETJOBS_WEBHOOK_PROGRESS_INTERVAL. One query finds the
+    subscribers among the jobs that progressed; nobody subscribed, nothing more is read."""
+    subscribed = repo.progress_subscribers(session, job_ids)
+    if not subscribed:
+        return
+    last = last_created(session, subscribed, JobEvent.PROGRESS)
     interval = get_settings().webhook_progress_interval
-    for job in jobs:
-        if job.id not in last or now - last[job.id] >= interval:
-            announce_progress(session, job, now)
+    for job_id in subscribed:
+        if job_id not in last or now - last[job_id] >= interval:
+            job = repo.get(session, job_id)
+            if job is not None:
+                announce_progress(session, job, now)

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.core.db import AnyRow, affected, table
-from app.jobs.models import IN_FLIGHT_SQL, Job, TimelineEvent
-from app.jobs.states import ACTIVE, JobStatus, Timeline
+from app.core.db import affected, table
+from app.jobs.models import IN_FLIGHT_SQL, Job, JobPoll, TimelineEvent
+from app.jobs.states import ACTIVE, JobEvent, JobStatus, Timeline
 
 jobs = table(Job)
 events = table(TimelineEvent)
+polls = table(JobPoll)
 
 
 _OWNED = select(Job).where(Job.id == bindparam("job_id"), Job.client_id == bindparam("client_id"))
@@ -168,11 +181,28 @@ def events_for(session: Session, job_id: str, after_id: int | None, limit: int) 
     return session.scalars(query.order_by(TimelineEvent.id).limit(limit)).all()
 
 
-POLL_COLUMNS = (
-    Job.id, Job.model, Job.family, Job.upstream_id, Job.progress, Job.poll_count,
-    Job.poll_errors, Job.claimed_due_at, Job.stall_deadline_at, Job.deadline_at, Job.upstream_status,
+POLL_JOB_COLUMNS = (
+    Job.id, Job.model, Job.family, Job.upstream_id, Job.progress, Job.deadline_at, Job.upstream_status,
     Job.progress_at,
 )
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """A claimed poll: the job's fields the poller reads, with its schedule's."""
+
+    id: str
+    model: str
+    family: str
+    upstream_id: str | None
+    progress: int
+    deadline_at: datetime | None
+    upstream_status: str | None
+    progress_at: datetime
+    poll_count: int
+    poll_errors: int
+    claimed_due_at: datetime | None
+    stall_at: datetime
 
 
 def backed_off(now: datetime, base: timedelta, steps: int = 6) -> Any:
@@ -183,52 +213,76 @@ def backed_off(now: datetime, base: timedelta, steps: int = 6) -> Any:
                 else_=now + base * 2**steps)
 
 
-def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> Sequence[AnyRow]:
-    """Claim up to `limit` running jobs whose poll is due, pushing `due_at` to the lease.
+def schedule_polls(session: Session, job_id: str, due_at: datetime, stall_at: datetime) -> None:
+    """The job is running: its first poll is due at `due_at`."""
+    session.execute(insert(polls).values(job_id=job_id, due_at=due_at, stall_at=stall_at, poll_count=0, poll_errors=0))
 
-    Postgres: the inner SELECT takes row locks with SKIP LOCKED, so concurrent
-    pollers claim disjoint sets. SQLite serialises writers, and the outer
-    `due_at <= now` re-check makes a second claimer see the moved lease.
+
+def end_polls(session: Session, job_id: str) -> int | None:
+    """The job left `running`: nothing to poll any more. Returns how many polls its run
+    took, or None if it had no schedule."""
+    return session.scalar(delete(polls).where(polls.c.job_id == job_id).returning(polls.c.poll_count))
+
+
+def poll_schedule(session: Session, job_id: str) -> JobPoll | None:
+    return session.get(JobPoll, job_id, populate_existing=True)
+
+
+def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[PollRow]:
+    """Claim up to `limit` running jobs whose poll is due, pushing each schedule's `due_at`
+    to the lease.
+
+    Postgres: the inner SELECT takes row locks with SKIP LOCKED, so concurrent pollers
+    claim disjoint sets. SQLite serialises writers, and the outer `due_at <= now`
+    re-check makes a second claimer see the moved lease. A schedule left behind by a
+    job that is no longer running is removed on the way.
     """
     due = (
-        select(Job.id)
-        .where(Job.status == JobStatus.RUNNING.value, Job.due_at <= now)
-        .order_by(Job.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        select(polls.c.job_id).where(polls.c.due_at <= now).order_by(polls.c.due_at).limit(limit)
+        .with_for_update(skip_locked=True).scalar_subquery()
     )
-    stmt = (
-        update(Job)
-        .where(Job.id.in_(due), Job.status == JobStatus.RUNNING.value, Job.due_at <= now)
-        .values(claimed_due_at=Job.due_at, due_at=lease_until)
-        .returning(*POLL_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(stmt).all()
-
-
-def apply_poll_updates(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Write back still-running poll results in one executemany, guarded by status."""
-    if not rows:
-        return 0
-    stmt = (
-        update(jobs)
-        .where(jobs.c.id == bindparam("b_id"), jobs.c.status == JobStatus.RUNNING.value)
-        .values(
-            progress=bindparam("b_progress"),
-            upstream_status=bindparam("b_upstream_status"),
-            due_at=bindparam("b_due_at"),
-            poll_count=bindparam("b_poll_count"),
-            poll_errors=bindparam("b_poll_errors"),
-            progress_at=bindparam("b_progress_at"),
-            stall_deadline_at=bindparam("b_stall_deadline_at"),
-            timeout_at=bindparam("b_timeout_at"),
-            updated_at=bindparam("b_updated_at"),
+    claimed = {
+        row.job_id: row for row in session.execute(
+            update(polls)
+            .where(polls.c.job_id.in_(due), polls.c.due_at <= now)
+            .values(claimed_due_at=polls.c.due_at, due_at=lease_until, poll_count=polls.c.poll_count + 1)
+            .returning(polls.c.job_id, polls.c.claimed_due_at, polls.c.stall_at, polls.c.poll_count,
+                       polls.c.poll_errors)
         )
-    )
-    result = session.execute(stmt, rows)
-    return affected(result)
+    }
+    if not claimed:
+        return []
+    running = session.execute(
+        select(*POLL_JOB_COLUMNS).where(Job.id.in_(list(claimed)), Job.status == JobStatus.RUNNING.value)
+    ).all()
+    rows = [PollRow(**job._asdict(), poll_count=claimed[job.id].poll_count, poll_errors=claimed[job.id].poll_errors,
+                    claimed_due_at=claimed[job.id].claimed_due_at, stall_at=claimed[job.id].stall_at)
+            for job in running]
+    left_behind = set(claimed) - {row.id for row in rows}
+    if left_behind:
+        session.execute(delete(polls).where(polls.c.job_id.in_(left_behind)))
+    return rows
+
+
+def apply_poll_updates(session: Session, schedules: list[dict[str, Any]], changes: list[dict[str, Any]]) -> None:
+    """Write back still-running poll results: every schedule in one executemany, and the
+    jobs whose progress or upstream status changed in another (guarded by status). The
+    job rows' columns written here are in no index, so these are HOT updates."""
+    if schedules:
+        session.execute(
+            update(polls).where(polls.c.job_id == bindparam("b_id")).values(
+                due_at=bindparam("b_due_at"), poll_errors=bindparam("b_poll_errors"), stall_at=bindparam("b_stall_at"),
+            ),
+            schedules,
+        )
+    if changes:
+        session.execute(
+            update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.status == JobStatus.RUNNING.value).values(
+                progress=bindparam("b_progress"), upstream_status=bindparam("b_upstream_status"),
+                progress_at=bindparam("b_progress_at"), updated_at=bindparam("b_updated_at"),
+            ),
+            changes,
+        )
 
 
 def claim_ids(
@@ -381,6 +435,33 @@ def due_timeouts(session: Session, now: datetime, limit: int) -> Sequence[Job]:
     ).all()
 
 
+def progress_subscribers(session: Session, job_ids: list[str]) -> list[str]:
+    """Which of these running jobs have a webhook and want `job.progress` (the job's own
+    event list, else its client's)."""
+    from app.clients.models import Client
+
+    if not job_ids:
+        return []
+    rows = session.execute(
+        select(Job.id, Job.webhook_events, Client.webhook_events)
+        .join(Client, Client.id == Job.client_id)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING.value, Job.webhook_url.is_not(None))
+    ).all()
+    return [job_id for job_id, own, default in rows if JobEvent.PROGRESS in (own or default or [])]
+
+
+def stalled(session: Session, now: datetime, limit: int) -> Sequence[Job]:
+    """Running jobs whose stall deadline passed (no progress in time), locked."""
+    return session.scalars(
+        select(Job)
+        .join(JobPoll, JobPoll.job_id == Job.id)
+        .where(Job.status == JobStatus.RUNNING.value, JobPoll.stall_at <= now)
+        .order_by(JobPoll.stall_at)
+        .limit(limit)
+        .with_for_update(of=Job, skip_locked=True)
+    ).all()
+
+
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Job.status, func.count()).where(Job.status.in_([s.value for s in ACTIVE])).group_by(Job.status)
@@ -389,7 +470,8 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "add_event", "add_events", "apply_poll_updates", "claim_due_polls", "claim_ids",
-    "count_by_status", "due_timeouts", "events_for", "get", "get_by_idempotency_key",
-    "get_for_client", "guarded_update", "list_for_client", "status_since",
+    "PollRow", "add_event", "add_events", "apply_poll_updates", "claim_due_polls", "claim_ids",
+    "count_by_status", "due_timeouts", "end_polls", "events_for", "get", "get_by_idempotency_key",
+    "get_for_client", "guarded_update", "list_for_client", "poll_schedule", "schedule_polls", "stalled",
+    "status_since",
 ]

@@ -216,14 +216,15 @@ def _accepted(job: Job, token: str, spec: Any, upstream_id: str, immediate: Poll
                 source=ErrorSource.UPSTREAM, values={**common, "upstream_status": immediate.raw_status},
             )
         else:
-            stall = now + timedelta(seconds=spec.stall_deadline)
             moved = move(
                 session, job.id, expected=[JobStatus.SUBMITTING], to=JobStatus.RUNNING, now=now, lease_token=token,
                 message=f"submitted as {upstream_id}",
                 values={**common, "upstream_status": (body or {}).get("status") if isinstance(body, dict) else None,
-                        "due_at": first_poll_at(spec, now), "progress_at": now, "stall_deadline_at": stall,
-                        "timeout_at": min(stall, job.deadline_at) if job.deadline_at else stall},
+                        "due_at": None, "progress_at": now, "timeout_at": job.deadline_at},
             )
+            if moved:
+                repo.schedule_polls(session, job.id, first_poll_at(spec, now),
+                                    now + timedelta(seconds=spec.stall_deadline))
         if get_settings().dispatch == "fair":
             dispatch.created(session, job.model, now)
         metrics.QUEUE_WAIT.labels(client=job.client_id).observe(max(0.0, (now - job.created_at).total_seconds()))

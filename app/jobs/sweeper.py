@@ -75,8 +75,9 @@ def _nudge_collecting(settings: Settings, now: datetime, stats: Counter[str]) ->
 
 def _time_out(settings: Settings, now: datetime, stats: Counter[str]) -> None:
     with session_scope() as session:
-        for job in repo.due_timeouts(session, now, settings.sweep_batch_size):
-            code, message = _which_deadline(job, now)
+        overdue = [(job, _which_deadline(job)) for job in repo.due_timeouts(session, now, settings.sweep_batch_size)]
+        overdue += [(job, _stalled(job)) for job in repo.stalled(session, now, settings.sweep_batch_size)]
+        for job, (code, message) in overdue:
             was = JobStatus(job.status)
             moved = fail(session, job.id, expected=[was], to=JobStatus.TIMED_OUT, now=now, code=code,
                          message=message, source=ErrorSource.TIMEOUT)
@@ -95,12 +96,19 @@ def _late_checks(settings: Settings, now: datetime, stats: Counter[str]) -> None
             stats["late_checks"] += 1
 
 
-def _which_deadline(job: Job, now: datetime) -> tuple[str, str]:
-    if job.status == JobStatus.QUEUED and job.queue_deadline_at and job.queue_deadline_at <= now:
+def _which_deadline(job: Job) -> tuple[str, str]:
+    if job.status == JobStatus.QUEUED and job.queue_deadline_at and (
+            job.deadline_at is None or job.queue_deadline_at <= job.deadline_at):
         return "queue_timeout", f"not submitted within the queue deadline ({job.queue_deadline_at.isoformat()})"
-    if job.deadline_at and job.deadline_at <= now:
-        return "deadline_exceeded", f"not finished by the job's deadline ({job.deadline_at.isoformat()})"
+    return "deadline_exceeded", f"not finished by the job's deadline ({_iso(job.deadline_at)})"
+
+
+def _stalled(job: Job) -> tuple[str, str]:
     return "stalled", (
         f"no progress from the upstream since {job.progress_at.isoformat()} "
         f"(last status {job.upstream_status or 'unknown'}, {job.progress}%)"
     )
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "unknown"

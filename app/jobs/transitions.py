@@ -65,6 +65,8 @@ def move(
     previous = repo.status_since(session, job_id)
     if not repo.guarded_update(session, job_id, expected, update, lease_token=lease_token, where=where):
         return False
+    if JobStatus.RUNNING in expected and (polled := repo.end_polls(session, job_id)) is not None:
+        data = {**(data or {}), "polls": polled}  # the run's schedule ends, and says how long it was
     repo.add_event(session, job_id, Timeline.STATUS, now, status=to.value, message=message, data=data)
     job_changed(session, (job_id,))
     job = repo.get(session, job_id)

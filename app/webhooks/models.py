@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.clock import utcnow
@@ -15,7 +15,12 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("job_id", "seq"),
-        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # What is due (pending rows only, so history never slows the sender), and the dead
+        # letters an operator redelivers by time range.
+        Index("ix_webhook_deliveries_pending", "next_attempt_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+        Index("ix_webhook_deliveries_dead", "created_at",
+              postgresql_where=text("status = 'dead'"), sqlite_where=text("status = 'dead'")),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

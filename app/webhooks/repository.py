@@ -52,9 +52,10 @@ def claim(
     due = select(WebhookDelivery.id).where(
         WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now, ~blocked
     )
-    if delivery_id is not None:
-        due = due.where(WebhookDelivery.id == delivery_id)
-    due = due.order_by(WebhookDelivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+    if delivery_id is not None:  # one row by its key: no order to walk (the plan stays a primary-key lookup)
+        due = due.where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+    else:
+        due = due.order_by(WebhookDelivery.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
     stmt = (
         update(WebhookDelivery)
         .where(

@@ -28,7 +28,7 @@ def test_killing_the_leading_scheduler_hands_its_ticks_to_the_other(make_stack):
 
     finishing = [submit("sora-2", f"finish-{n} [job-seconds=3]") for n in range(6)]
     # Never progress: only the leader's sweep can end them (stall deadline 3 s).
-    stalling = [submit("sora-2-quick-deadlines", f"stall-{n} [stall]") for n in range(3)]
+    stalling = [submit("sora-2-stalls-fast", f"stall-{n} [stall]") for n in range(3)]
     wait_for(lambda: stack.status_counts().get("running", 0) >= 4, timeout=60,
              message=lambda: f"jobs running: {stack.status_counts()}")
 

@@ -14,7 +14,7 @@ def collecting_job(inproc, video=b"\x00\x00\x00\x18ftypmp42 a tiny video", **cli
     client = inproc.client(**client_fields)
     job_id = inproc.create_job(client)
     inproc.submit(job_id)
-    inproc.clock.now = inproc.job(job_id).due_at
+    inproc.clock.now = inproc.schedule(job_id).due_at
     inproc.poll()
     assert inproc.job(job_id).status == "collecting"
     inproc.publisher.clear()

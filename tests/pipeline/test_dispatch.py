@@ -35,7 +35,7 @@ class TestCaps:
         assert inproc.dispatch()["granted"] == 0  # running still holds its slot
 
         inproc.upstream.route("GET", r"/v1/videos/[^/]+", {"status": "completed", "progress": 100})
-        inproc.clock.now = max(inproc.job(j).due_at for j in first)
+        inproc.clock.now = max(inproc.schedule(j).due_at for j in first)
         inproc.poll()  # both finish upstream: collecting holds no slot
         assert inproc.dispatch()["granted"] == 2
         assert granted(inproc) == ids[2:4]

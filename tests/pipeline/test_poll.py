@@ -18,7 +18,7 @@ def running_job(inproc, polls, **client_fields):
 
 def poll_once(inproc, job_id):
     """Let the job's poll fall due and run one tick."""
-    inproc.clock.now = max(inproc.clock.now, inproc.job(job_id).due_at)
+    inproc.clock.now = max(inproc.clock.now, inproc.schedule(job_id).due_at)
     return inproc.poll()
 
 
@@ -26,16 +26,16 @@ class TestProgress:
     def test_progress_moves_the_stall_deadline_and_the_next_poll_backs_off(self, inproc):
         job_id = running_job(inproc, [{"status": "in_progress", "progress": 30}, {"status": "in_progress",
                                                                                  "progress": 30}])
-        before = inproc.job(job_id)
+        before = inproc.schedule(job_id)
 
         poll_once(inproc, job_id)
-        first = inproc.job(job_id)
+        first, first_polls = inproc.job(job_id), inproc.schedule(job_id)
         poll_once(inproc, job_id)
-        second = inproc.job(job_id)
+        second, second_polls = inproc.job(job_id), inproc.schedule(job_id)
 
-        assert (first.progress, first.upstream_status, first.poll_count) == (30, "in_progress", 1)
-        assert first.stall_deadline_at > before.stall_deadline_at  # progress changed
-        assert second.stall_deadline_at == first.stall_deadline_at  # it did not
+        assert (first.progress, first.upstream_status, first_polls.poll_count) == (30, "in_progress", 1)
+        assert first_polls.stall_at > before.stall_at  # progress changed
+        assert second_polls.stall_at == first_polls.stall_at  # it did not
         assert second.progress_at == first.progress_at
 
     def test_progress_never_goes_backwards(self, inproc):
@@ -90,11 +90,15 @@ class TestErrors:
         stats = poll_once(inproc, job_id)
         job = inproc.job(job_id)
         assert stats["errors"] == 1
-        assert (job.status, job.poll_errors) == ("running", 1)
-        assert (job.due_at - inproc.clock.now).total_seconds() >= 20
+        schedule = inproc.schedule(job_id)
+        assert (job.status, schedule.poll_errors) == ("running", 1)
+        assert (schedule.due_at - inproc.clock.now).total_seconds() >= 20
         assert [e.data["status"] for e in inproc.timeline(job_id) if e.type == "upstream_error"] == [503]
         poll_once(inproc, job_id)
-        assert (inproc.job(job_id).status, inproc.job(job_id).poll_errors) == ("collecting", 1)
+        assert inproc.job(job_id).status == "collecting"
+        assert inproc.schedule(job_id) is None  # the schedule ends with the run, and says how it went:
+        [ended] = [e.data for e in inproc.timeline(job_id) if e.type == "status" and e.data.get("polls")]
+        assert ended["polls"] == 2
 
     def test_answers_that_can_never_succeed_fail_the_job_after_three(self, inproc):
         gone = UpstreamError("no such video", status=404, retryable=False)
@@ -109,8 +113,7 @@ class TestErrors:
         job_id = running_job(inproc, [{"progress": "lots"}])
         inproc.upstream.route("GET", r"/v1/videos/[^/]+", ["not", "an", "object"])
         poll_once(inproc, job_id)
-        job = inproc.job(job_id)
-        assert (job.status, job.poll_errors) == ("running", 1)
+        assert (inproc.job(job_id).status, inproc.schedule(job_id).poll_errors) == ("running", 1)
         [error] = [e for e in inproc.timeline(job_id) if e.type == "upstream_error"]
         assert error.data["code"] == "bad_response"
 
@@ -134,7 +137,7 @@ class TestClaims:
         from app.jobs import repository
 
         job_id = running_job(inproc, [{"status": "in_progress"}])
-        now = inproc.clock.now = inproc.job(job_id).due_at
+        now = inproc.clock.now = inproc.schedule(job_id).due_at
         lease = get_settings().poll_lease
         with session_scope() as session:
             assert [r.id for r in repository.claim_due_polls(session, now, now + lease, 10)] == [job_id]

@@ -22,7 +22,8 @@ class TestCreated:
         assert (job.status, job.upstream_id, job.upstream_status, job.submit_attempts) == (
             "running", "video_1", "queued", 1)
         assert job.lease_token is None
-        assert inproc.clock.now < job.due_at <= inproc.clock.advance(1)
+        assert job.due_at is None and job.timeout_at == job.deadline_at  # the run is watched by its schedule
+        assert inproc.clock.now < inproc.schedule(job_id).due_at <= inproc.clock.advance(1)
         assert statuses(inproc, job_id) == ["queued", "submitting", "running"]
 
     def test_a_second_nudge_does_nothing(self, inproc):

@@ -65,7 +65,7 @@ class TestNudges:
         from app.core.settings import get_settings
 
         job_id = submitted(inproc, polls=[{"status": "completed"}])
-        inproc.clock.now = inproc.job(job_id).due_at
+        inproc.clock.now = inproc.schedule(job_id).due_at
         inproc.poll()
         inproc.publisher.clear()  # the collect nudge was lost
 
@@ -86,7 +86,7 @@ class TestDeadlines:
 
     def test_no_progress_for_the_stall_deadline_times_out_as_stalled(self, inproc):
         job_id = submitted(inproc, QUICK, polls=[{"status": "in_progress", "progress": 42}])
-        inproc.clock.now = inproc.job(job_id).due_at
+        inproc.clock.now = inproc.schedule(job_id).due_at
         inproc.poll()
         inproc.clock.advance(3.5)
 
@@ -99,7 +99,7 @@ class TestDeadlines:
         job_id = submitted(inproc, SHORT)
         for progress in range(10, 90, 10):
             inproc.upstream.route("GET", r"/v1/videos/[^/]+", {"status": "in_progress", "progress": progress})
-            inproc.clock.now = inproc.job(job_id).due_at
+            inproc.clock.now = inproc.schedule(job_id).due_at
             inproc.poll()
             inproc.sweep()
         inproc.clock.advance(6)

@@ -242,7 +242,7 @@ class TestSubscriptions:
         job_id = inproc.create_job(client, webhook_events=["job.progress"])
         inproc.submit(job_id)
         for _ in range(4):
-            inproc.clock.now = inproc.job(job_id).due_at
+            inproc.clock.now = inproc.schedule(job_id).due_at
             inproc.poll()
             inproc.deliver_nudged()
             inproc.clock.advance(3)  # past COMETJOBS_WEBHOOK_PROGRESS_INTERVAL (2 s)
@@ -278,7 +278,7 @@ class TestCancel:
         inproc.submit(job_id)
         inproc.deliver_nudged()  # job.running fails: 503, retry in 60 s
         for _ in range(2):
-            inproc.clock.now = inproc.job(job_id).due_at
+            inproc.clock.now = inproc.schedule(job_id).due_at
             inproc.poll()
             inproc.clock.advance(3)
         assert any(d.event_type == "job.progress" and d.status == "pending" for d in inproc.deliveries(job_id))

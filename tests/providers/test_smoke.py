@@ -73,7 +73,9 @@ class TestJobs:
 
 
 class TestAgainstTheEmulator:
-    def test_a_run_prints_one_row_per_family(self, clean, emulator):
+    # own_db: the smoke run drives its jobs itself; the session's shared worker and scheduler
+    # (on the shared database) would otherwise race it for them, with their own settings.
+    def test_a_run_prints_one_row_per_family(self, own_db, emulator):
         emulator.configure(job_seconds=0.5)
         result = smoke("--emulator", "--family", "bria", "--family", "kling", "--family", "suno", "--timeout", "120")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -85,9 +87,9 @@ class TestAgainstTheEmulator:
         created = {t["family"]: t["id"] for t in emulator.tasks()}
         assert created["kling"] in rows["kling"]  # the upstream id, for support
 
-    def test_a_failure_is_a_row_and_exit_1(self, clean, emulator):
+    def test_a_failure_is_a_row_and_exit_1(self, own_db, emulator):
         emulator.configure(error_rate=1.0)  # every call answers 500: retried, then given up
-        result = smoke("--emulator", "--family", "flux", "--timeout", "20",
+        result = smoke("--emulator", "--family", "flux", "--timeout", "60",
                        COMETJOBS_SUBMIT_MAX_ATTEMPTS="1")
         assert result.returncode == 1, result.stdout + result.stderr
         [row] = result.stdout.strip().splitlines()[2:]

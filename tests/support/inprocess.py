@@ -228,6 +228,36 @@ class Pipeline:
         with session_scope() as session:
             return repository.get(session, job_id)
 
+    def schedule(self, job_id: str) -> Any:
+        """The running job's poll schedule (`job_polls`), None once it left `running`."""
+        from app.core.db import session_scope
+        from app.jobs import repository
+
+        with session_scope() as session:
+            return repository.poll_schedule(session, job_id)
+
+    def job_artifacts(self, job_id: str) -> list[Any]:
+        from sqlalchemy import select
+
+        from app.artifacts.models import Artifact
+        from app.core.db import session_scope
+
+        with session_scope() as session:
+            return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id)))
+
+    def upload_key(self, upload_id: str) -> str:
+        from app.artifacts.models import Upload
+        from app.core.db import session_scope
+
+        with session_scope() as session:
+            return session.get(Upload, upload_id).storage_key  # type: ignore[union-attr]
+
+    @staticmethod
+    def storage_has(key: str) -> bool:
+        from app.storage.backends import get_storage
+
+        return get_storage().size(key) is not None
+
     def timeline(self, job_id: str) -> list[Any]:
         from app.core.db import session_scope
         from app.jobs import repository
