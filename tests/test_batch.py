@@ -100,3 +100,48 @@ class TestAllOrNothingShape:
 def test_a_405_on_the_batch_path_names_only_its_own_method(api, caller):
     response = api.request("OPTIONS", "/v1/jobs/batch", headers=caller.headers)
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
+
+
+class TestPublishing:
+    @pytest.fixture
+    def fifo(self, monkeypatch):
+        """FIFO dispatch: each accepted job is published at once (fair dispatch leaves it to the dispatcher)."""
+        from app.core.settings import get_settings
+
+        monkeypatch.setenv("COMETJOBS_DISPATCH", "fifo")
+        get_settings.cache_clear()
+        yield
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+    def test_accepted_items_are_published_after_commit_and_refused_ones_never(self, inproc, fifo):
+        from app.core.tasks import TaskName
+        from app.jobs import service
+        from app.jobs.schemas import JobBatchItem
+
+        caller = inproc.client()
+        items = [JobBatchItem(model="sora-2", input={"prompt": "a"}, idempotency_key="1"),
+                 JobBatchItem(model="nope", input={"prompt": "b"}, idempotency_key="2"),
+                 JobBatchItem(model="sora-2", input={"prompt": "c"}, idempotency_key="3")]
+        with session_scope() as session:
+            outcomes = service.create_batch(session, caller.model, items)
+            assert inproc.publisher.of(TaskName.SUBMIT_JOB) == []  # nothing before the commit
+        accepted = [o.accepted.job.id for o in outcomes if o.accepted]
+        assert len(accepted) == 2 and outcomes[1].error is not None
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == accepted
+
+    def test_a_batch_rolled_back_publishes_nothing(self, inproc, fifo):
+        from app.core.db import get_sessionmaker
+        from app.core.tasks import TaskName
+        from app.jobs import service
+        from app.jobs.schemas import JobBatchItem
+
+        caller = inproc.client()
+        session = get_sessionmaker()()
+        try:
+            service.create_batch(session, caller.model, [
+                JobBatchItem(model="sora-2", input={"prompt": "a"}, idempotency_key="1")])
+            session.rollback()
+        finally:
+            session.close()
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == []

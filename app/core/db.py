@@ -173,8 +173,7 @@ def on_commit(session: Session, callback: Callable[[], object]) -> None:
 @contextmanager
 def savepoint(session: Session, *, enabled: bool = True) -> Iterator[None]:
     """Undo the block's writes and drop what it buffered for after commit if it raises;
-    keep everything else. SQLAlchemy reports a savepoint's rollback as `after_rollback`,
-    which alone would drop the whole buffer, messages of work that still stands included.
+    keep everything else (what was buffered before it waits for the enclosing commit).
     `enabled=False` (SQLite, whose driver's savepoints are unreliable) only trims the buffer."""
     kept = list(session.info.get(_ON_COMMIT) or ())
     nested = session.begin_nested() if enabled else None
@@ -190,12 +189,18 @@ def savepoint(session: Session, *, enabled: bool = True) -> Iterator[None]:
         nested.commit()
 
 
+# SQLAlchemy reports a savepoint's release and rollback through these events too; the
+# enclosing transaction is then still open, and decides.
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     for callback in session.info.pop(_ON_COMMIT, None) or ():
         callback()
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_on_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     session.info.pop(_ON_COMMIT, None)
