@@ -138,3 +138,23 @@ class TestPreferWait:
         assert response.status_code == 200 and response.json()["status"] == "canceled"
         assert response.headers["Preference-Applied"] == f"wait={LONG}"
         assert response.headers["Idempotent-Replayed"] == "true"
+
+
+class TestListenerLoss:
+    def test_a_change_made_while_the_listener_is_down_still_answers(self, api, caller):
+        import psycopg
+
+        from tests.conftest import DB_NAME, PG_HOST, PG_PORT, PG_USER
+
+        job = new_job(api, caller)
+        call = Call(lambda: api.get(f"/v1/jobs/{job['id']}?wait={LONG}", headers=caller.headers))
+        wait_for(lambda: waiting_requests() == 1, timeout=10, interval=0.02, message="the request to wait")
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'cometjobs-watch' AND datname = current_database() "
+                "AND pid <> pg_backend_pid()").fetchall()
+        assert killed  # this process's listener was there, and is gone
+        # Changed while nobody listens: the listener reconnects and every waiter reads again.
+        cancel(job["id"])
+        assert call.answer().json()["status"] == "canceled"
