@@ -105,3 +105,15 @@ class TestConsoleTwin:
         response = api.get(f"/console/jobs/{job['id']}/events/stream")
         events = list(sse(iter(response.text.split("\n"))))
         assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "canceled"
+
+    def test_a_stream_of_a_job_that_goes_on_closes_after_its_time_without_end(self, api, make_client, monkeypatch):
+        from app.jobs import stream
+
+        monkeypatch.setattr(stream, "MAX_SECONDS", 0.5)  # 60 s in service
+        caller = make_client("svc")
+        job = api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
+        events = list(sse(iter(api.get(f"/v1/jobs/{job['id']}/events/stream", headers=caller.headers)
+                               .text.split("\n"))))
+        kinds = [e.get("event") for e in events]
+        assert kinds[:2] == [None, "job"] and "end" not in kinds  # a worker may move the job meanwhile
+        assert events[0]["data"]["status"] == "queued"

@@ -293,7 +293,8 @@ def resume_after(
     "client sends `Last-Event-ID` (or `?after=`) and gets only what it missed. A named `job` event "
     "carries the job whenever its status or progress changes, and a named `end` event closes the "
     "stream once the job has ended and its whole timeline was sent. A comment line every 15 s keeps "
-    "idle connections open.",
+    "idle connections open. A stream lasts at most 60 s, then closes without `end`: reconnect with "
+    "`Last-Event-ID`.",
     responses=problem_responses(401, 404, 422, 503),
 )
 async def stream_events(

@@ -3,7 +3,11 @@ row id, so a reconnecting EventSource resumes after `Last-Event-ID`), a named `j
 with the job whenever its status or progress changes, and a named `end` event once the job
 has ended and its timeline is all sent. Woken by the same NOTIFYs as the long-poll
 (`app.jobs.waiting`); without one the stream re-reads every RECHECK seconds, which also
-picks up timeline rows no status change announced (an upstream error)."""
+picks up timeline rows no status change announced (an upstream error).
+
+A stream lasts at most MAX_SECONDS, then closes without `end`: the client reconnects with
+`Last-Event-ID` (an EventSource does it by itself), and a server shutting down waits for
+no stream longer than for a long-poll."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ PAGE = 500
 RECHECK = 15.0
 # How long a client waits before reconnecting after the stream is cut (milliseconds).
 RETRY_MS = 2000
+MAX_SECONDS = 60.0
 
 
 def read(client_id: str | None, job_id: str, after: int | None) -> tuple[JobOut | None, list[JobEventOut]]:
@@ -48,6 +53,8 @@ def read(client_id: str | None, job_id: str, after: int | None) -> tuple[JobOut 
 
 async def timeline(client_id: str | None, job_id: str, after: int | None) -> AsyncIterator[ServerSentEvent]:
     watch = get_watch()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + MAX_SECONDS
     shown: tuple[Any, ...] | None = None
     first = True
     while True:
@@ -70,8 +77,11 @@ async def timeline(client_id: str | None, job_id: str, after: int | None) -> Asy
             if job.status in TERMINAL:
                 yield ServerSentEvent(data={"id": job.id, "status": job.status.value}, event="end")
                 return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return  # the client resumes with Last-Event-ID
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(watch.recheck or RECHECK):
+                async with asyncio.timeout(min(watch.recheck or RECHECK, remaining)):
                     await woken.wait()
         finally:
             watch.unsubscribe(job_id, woken)
