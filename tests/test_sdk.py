@@ -154,3 +154,24 @@ class TestWholePipeline:
         assert event.type == "job.succeeded" and event.data.id == done.id and event.data.succeeded
         with pytest.raises(WebhookVerificationError):
             verify_webhook(hook.body + b" ", hook.headers, caller["webhook_secret"])
+
+
+def test_verify_webhook_takes_either_secret_while_a_rotation_lasts():
+    import base64
+    import json
+    import os
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    old, new = ("whsec_" + base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    now = datetime.now(UTC)
+    job = {"id": "job_1", "model": "sora-2", "family": "sora", "kind": "video", "status": "succeeded",
+           "progress": 100, "input": {}, "created_at": now.isoformat(), "updated_at": now.isoformat()}
+    body = json.dumps({"id": "evt_1", "type": "job.succeeded", "created_at": now.isoformat(), "data": job})
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": Webhook(new).sign("msg_1", now, body)}
+    event = verify_webhook(body.encode(), headers, [old, new])
+    assert event.type == "job.succeeded" and event.data.succeeded and event.data.artifacts == []
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(body, headers, old)
