@@ -32,8 +32,10 @@ def jobs(ctx: click.Context, api_url: str, api_key: str | None) -> None:
 
 @contextmanager
 def _client(ctx: click.Context) -> Iterator[Client]:
-    from cometjobs_client import APIError, Client, CometJobsError
-
+    try:
+        from cometjobs_client import APIError, Client, CometJobsError
+    except ImportError:
+        raise click.UsageError("the Python client is not installed: pip install ./sdk/python") from None
     if not ctx.obj["key"]:
         raise click.UsageError("no API key: set COMETJOBS_API_KEY or pass --api-key")
     try:
