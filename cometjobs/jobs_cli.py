@@ -178,7 +178,8 @@ def watch(client: Client, job_id: str) -> None:
               "directory); print where.")
 @click.argument("job_id")
 @click.argument("name", required=False)
-@click.option("-o", "--output", "output", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option("-o", "--output", "output", type=click.Path(), default=".", show_default=True,
+              help="A file, or a directory (a trailing / makes it)")
 @_with_client
-def download(client: Client, job_id: str, name: str | None, output: Path) -> None:
+def download(client: Client, job_id: str, name: str | None, output: str) -> None:
     click.echo(str(client.download(job_id, name, output)))

@@ -66,7 +66,7 @@ class TestJobsCli:
         assert result.exit_code == 0, result.output
         job = json.loads(result.stdout)
         assert job["status"] == "succeeded"
-        saved = run("download", job["id"], "video", "-o", str(tmp_path))
+        saved = run("download", job["id"], "video", "-o", f"{tmp_path}/out/")
         assert saved.exit_code == 0, saved.output
-        assert (tmp_path / "video").stat().st_size == next(a for a in job["artifacts"] if a["name"] == "video")[
+        assert (tmp_path / "out" / "video").stat().st_size == next(a for a in job["artifacts"] if a["name"] == "video")[
             "size_bytes"]

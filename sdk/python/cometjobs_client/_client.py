@@ -47,7 +47,10 @@ def _artifact_name(job: Job, name: str | None) -> str:
 
 
 def _target(path: str | Path, name: str) -> Path:
+    """A directory (existing, or named with a trailing slash: made) gets the artifact's name."""
     target = Path(path)
+    if isinstance(path, str) and path.endswith(("/", "\\")):
+        target.mkdir(parents=True, exist_ok=True)
     return target / name if target.is_dir() else target
 
 
