@@ -150,6 +150,10 @@ class TestWholePipeline:
             assert hashlib.sha256(path.read_bytes()).hexdigest() == video.sha256
         hook = wait_for(lambda: next((h for h in receiver.for_job(done.id) if h.json["type"] == "job.succeeded"), None),
                         timeout=30, message="the job.succeeded webhook")
+        with Client(URL, caller["api_key"]) as sdk:
+            deliveries = list(sdk.deliveries(done, page_size=1))  # a page per delivery
+            assert "job.succeeded" in {d.event_type for d in deliveries}
+            assert "sora-2" in {m.id for m in sdk.models()}
         event = verify_webhook(hook.body, hook.headers, caller["webhook_secret"])
         assert event.type == "job.succeeded" and event.data.id == done.id and event.data.succeeded
         with pytest.raises(WebhookVerificationError):
