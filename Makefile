@@ -5,12 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install dev test test-fast lint fuzz openapi migrate bench-poll bench-copy bench-webhooks bench-api bench-fairness bench-scale \
+	bench-wait \
 	compose-check screenshots lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# The Python client (sdk/python): `cometjobs jobs ...` runs on it and the suite tests it.
+	$(BIN)/python -m pip install --quiet -e sdk/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -79,6 +82,9 @@ bench-fairness: install
 # Smaller: make bench-scale BENCH_ARGS="--history 100000 --minutes 3".
 bench-scale: install
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+bench-wait: install
+	$(BIN)/python -m bench.wait $(BENCH_ARGS)
 
 compose-check:
 	docker-compose -f docker-compose.yml config --quiet

@@ -105,6 +105,9 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(4, settings.db_pool_size + settings.db_max_overflow)
     yield
+    from app.jobs.waiting import close_watch
+
+    await close_watch()  # the long-poll's LISTEN connection, if a request opened it
 
 
 class Gateway(FastAPI):
@@ -152,6 +155,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for operation in path.values():
             for code, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
+                if code.isdigit() and int(code) >= 400:
+                    content.pop("text/event-stream", None)  # an event stream's errors are problem+json too
                 if code.isdigit() and int(code) >= 400 and "application/json" in content:
                     content.setdefault(PROBLEM_MEDIA_TYPE, {"schema": {"$ref": "#/components/schemas/Problem"}})
                     del content["application/json"]

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cometjobs.jobs_cli import jobs
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -39,6 +41,9 @@ class _Commands(click.Group):
              "variables.")
 def main() -> None:
     pass
+
+
+main.add_command(jobs)
 
 
 @main.command(help="Run the whole stack on one machine (SQLite, local disk, embedded broker, emulator).")

@@ -11,14 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cometjobs_client as sdk
 import httpx
 import psutil
 import pytest
 
-from tests.helpers import submit, verify_signature, wait_terminal
+from tests.helpers import submit, verify_signature
 from tests.support.procs import free_port
 from tests.support.receiver import Receiver
-from tests.support.waiting import WaitTimeout, wait_for
+from tests.support.waiting import wait_for
 
 HERE = Path(__file__).parent
 
@@ -68,9 +69,11 @@ def test_dev_runs_a_job_end_to_end_and_stops_cleanly(dev_stack):
         with httpx.Client(base_url=dev_stack["url"], timeout=30) as http:
             client = dev_stack["client"]
             job = submit(http, client, webhook_url=receiver.url)
+            # The Python client's wait: the long-poll, which on SQLite re-reads every second.
             try:
-                done = wait_terminal(http, client, job["id"], timeout=120)
-            except WaitTimeout as exc:
+                with sdk.Client(dev_stack["url"], client["api_key"]) as jobs:
+                    done = jobs.wait(job["id"], timeout=120).model_dump(mode="json")
+            except sdk.WaitTimeout as exc:
                 raise AssertionError(f"{exc}\n{dev_stack['output']()[-6000:]}") from None
             assert done["status"] == "succeeded", done
             video = next(a for a in done["artifacts"] if a["name"] == "video")

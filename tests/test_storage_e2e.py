@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import cometjobs_client as sdk
 import httpx
 import pytest
 
@@ -80,7 +81,7 @@ def parse_time(value: str) -> datetime:
 
 class TestResultsInS3:
     def test_results_are_stored_in_s3_and_served_by_signed_redirect(
-        self, stack, emulator, s3_server, bucket, receiver
+        self, stack, emulator, s3_server, bucket, receiver, tmp_path
     ):
         client = stack.create_client("s3-owner", receiver.url)
         job_id = submit(stack, client, "a harbour at night [content-bytes=12000000]")
@@ -111,6 +112,10 @@ class TestResultsInS3:
         assert fetched.content == served
         assert fetched.headers["content-type"] == "video/mp4"
         assert f'filename="{job_id}-video.mp4"' in fetched.headers["content-disposition"]
+        # The Python client follows the redirect to the signed URL (without the API key).
+        with sdk.Client(str(stack.http.base_url), client["api_key"]) as jobs:
+            saved = jobs.download(job_id, "video", tmp_path)
+        assert saved.read_bytes() == served
 
         completed = parse_time(job["completed_at"])
         assert abs(parse_time(video["expires_at"]) - completed - timedelta(days=RETENTION_DAYS)) < timedelta(minutes=1)

@@ -47,4 +47,5 @@ def signed_url(upload_id: str, now: datetime, settings: Settings | None = None) 
 def valid(upload_id: str, expires: int, offered: str, now: datetime) -> bool:
     if expires < now.timestamp():
         return False
-    return hmac.compare_digest(signature(upload_id, expires), offered)
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a forged signature).
+    return hmac.compare_digest(signature(upload_id, expires).encode(), offered.encode())

@@ -4,6 +4,7 @@ redeliver, which call the jobs' and webhooks' services like the API does."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from urllib.parse import urlencode
 import structlog
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.templating import Jinja2Templates
 
 from app.artifacts import repository as artifacts_repo
@@ -23,6 +25,8 @@ from app.core.clock import utcnow
 from app.core.deps import SessionDep
 from app.core.errors import Conflict, NotFound
 from app.jobs import service as jobs_service
+from app.jobs import stream
+from app.jobs.endpoints import resume_after
 from app.jobs.models import Job
 from app.jobs.states import TERMINAL
 from app.webhooks import repository as webhooks_repo
@@ -32,11 +36,10 @@ log = structlog.get_logger("cometjobs.console")
 router = APIRouter(prefix="/console", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
-# The job timeline stream a page follows once it exists (see static/console.js,
-# followTimeline). GET /v1/jobs/{id}/events/stream will take a bearer key, which a
-# browser's EventSource cannot send: serve a session-authenticated twin under /console
-# and name its URL template here ("/console/jobs/{job_id}/events/stream").
-TIMELINE_STREAM: str | None = None
+# The job timeline stream the job page follows (static/console.js, followTimeline): the
+# session-authenticated twin of GET /v1/jobs/{id}/events/stream, whose bearer key a
+# browser's EventSource cannot send.
+TIMELINE_STREAM: str | None = "/console/jobs/{job_id}/events/stream"
 
 # Nothing on a console page comes from elsewhere (no CDN, no inline script); previews of
 # artifacts may be redirects to signed S3 URLs, hence any origin for images and media.
@@ -246,6 +249,14 @@ def job_page(request: Request, job_id: str, session: SessionDep, user: UserDep) 
         can_cancel=job.status not in {s.value for s in TERMINAL},
         stream_url=TIMELINE_STREAM.format(job_id=job.id) if TIMELINE_STREAM else None,
     )
+
+
+@router.get("/jobs/{job_id}/events/stream", response_class=EventSourceResponse)
+async def timeline_stream(
+    job_id: str, _user: UserDep, after: Annotated[int | None, Depends(resume_after)],
+) -> AsyncIterable[ServerSentEvent]:
+    async for event in stream.timeline(None, job_id, after):
+        yield event
 
 
 @router.get("/jobs/{job_id}/artifacts/{name}")

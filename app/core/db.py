@@ -170,12 +170,37 @@ def on_commit(session: Session, callback: Callable[[], object]) -> None:
     session.info.setdefault(_ON_COMMIT, []).append(callback)
 
 
+@contextmanager
+def savepoint(session: Session, *, enabled: bool = True) -> Iterator[None]:
+    """Undo the block's writes and drop what it buffered for after commit if it raises;
+    keep everything else (what was buffered before it waits for the enclosing commit).
+    `enabled=False` (SQLite, whose driver's savepoints are unreliable) only trims the buffer."""
+    kept = list(session.info.get(_ON_COMMIT) or ())
+    nested = session.begin_nested() if enabled else None
+    try:
+        yield
+    except BaseException:
+        if nested is not None and nested.is_active:
+            nested.rollback()
+        if session.in_transaction():
+            session.info[_ON_COMMIT] = kept
+        raise
+    if nested is not None:
+        nested.commit()
+
+
+# SQLAlchemy reports a savepoint's release and rollback through these events too; the
+# enclosing transaction is then still open, and decides.
 @event.listens_for(Session, "after_commit")
 def _run_on_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     for callback in session.info.pop(_ON_COMMIT, None) or ():
         callback()
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_on_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     session.info.pop(_ON_COMMIT, None)

@@ -126,6 +126,11 @@ def problem_response(
     )
 
 
+def as_problem(exc: AppError, instance: str | None = None) -> Problem:
+    return Problem(type=f"/problems/{exc.code}", title=exc.title, status=exc.status, code=exc.code,
+                   detail=exc.detail, instance=instance, errors=exc.errors)
+
+
 def error_response(exc: AppError, instance: str | None = None) -> JSONResponse:
     return problem_response(
         exc.status, exc.code, exc.title, exc.detail, instance=instance, errors=exc.errors, headers=exc.headers,
@@ -155,7 +160,11 @@ def _allowed_methods(request: Request, offered: str | None) -> str:
     contract has them all. Only 405s pay for this."""
     methods = {m.strip() for m in (offered or "").split(",") if m.strip()}
     path = request.url.path
-    for template, item in request.app.openapi().get("paths", {}).items():
+    paths = request.app.openapi().get("paths", {})
+    if path in paths:  # a fixed path (/v1/jobs/batch) is its own resource, not a {job_id}
+        methods = {method.upper() for method in paths[path]}
+        return ", ".join(sorted(methods | ({"HEAD"} if "GET" in methods else set())))
+    for template, item in paths.items():
         pattern = "[^/]+".join(re.escape(part) for part in re.split(r"\{[^/}]+\}", template))
         if re.fullmatch(pattern, path):
             methods |= {method.upper() for method in item}

@@ -24,6 +24,7 @@ from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
 from app.jobs import repository as repo
+from app.jobs.notify import job_changed
 from app.jobs.states import ErrorSource, JobEvent, JobStatus, Timeline
 from app.jobs.transitions import announce_progress, fail, move
 from app.providers.base import ModelSpec, PollResult, UnreadableAnswer, UpstreamState
@@ -221,6 +222,8 @@ def _write_back(outcomes: list[Outcome], retired: list[repo.PollRow], settings: 
             elif outcome.result is not None:
                 _poll_answered(session, batch, outcome.row, spec, outcome.result, settings)
         repo.apply_poll_updates(session, batch.schedules, batch.changes)
+        # Waiters hear of new progress; event streams also of new timeline rows (upstream errors).
+        job_changed(session, set(batch.progressed) | {event["job_id"] for event in batch.events})
         repo.add_events(session, batch.events)
         _progress_events(session, batch.progressed, batch.now)
     return batch.stats

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.artifacts.schemas import ArtifactOut
+from app.core.errors import Problem
 from app.core.settings import get_settings
 from app.jobs.states import JobEvent, JobStatus
 from app.webhooks.schemas import WebhookStateOut
@@ -106,3 +107,45 @@ class JobEventOut(BaseModel):
 
 class JobEventList(BaseModel):
     data: list[JobEventOut]
+
+
+MAX_BATCH = 100
+
+
+class JobBatchItem(JobCreate):
+    idempotency_key: str = Field(
+        min_length=1, max_length=255,
+        description="This item's own Idempotency-Key: sending the batch again replays the items that were "
+        "accepted and retries the ones that were not. The same key used by `POST /v1/jobs` names the same job.",
+    )
+
+    def job_create(self) -> JobCreate:
+        return JobCreate.model_construct(**{name: getattr(self, name) for name in JobCreate.model_fields})
+
+
+class JobBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobBatchItem] = Field(
+        min_length=1, max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} jobs. The request's shape is checked all or nothing (a 422 creates "
+        "nothing); each item's meaning (model, input, webhook URL, quotas) is judged on its own.",
+    )
+
+
+class JobBatchResult(BaseModel):
+    index: int = Field(description="The item's position in `jobs`, from 0")
+    idempotency_key: str
+    status: int = Field(description="202 created, 200 an earlier job replayed by its key, else the error's status")
+    job: JobOut | None = None
+    error: Problem | None = Field(
+        None, description="The problem+json the item would have had as a `POST /v1/jobs` of its own"
+    )
+    retry_after: int | None = Field(None, description="For a 429: seconds before this item may succeed")
+
+
+class JobBatchOut(BaseModel):
+    data: list[JobBatchResult]
+    created: int
+    replayed: int
+    failed: int

@@ -19,14 +19,22 @@ from app.clients import quotas
 from app.clients.models import Client
 from app.core import metrics
 from app.core.clock import utcnow
-from app.core.errors import Conflict, FieldError, NotFound, ValidationFailed, validation_errors
+from app.core.db import savepoint
+from app.core.errors import (
+    AppError,
+    Conflict,
+    FieldError,
+    NotFound,
+    ValidationFailed,
+    validation_errors,
+)
 from app.core.ids import new_id
 from app.core.queue import enqueue
 from app.core.settings import get_settings
 from app.core.tasks import TaskName
 from app.jobs import repository as repo
 from app.jobs.models import Job
-from app.jobs.schemas import JobCreate
+from app.jobs.schemas import JobBatchItem, JobCreate
 from app.jobs.states import ACTIVE, PRIORITIES, TERMINAL, ErrorSource, JobStatus, Timeline
 from app.jobs.transitions import fail
 from app.providers.base import ModelSpec, ValidationContext
@@ -104,6 +112,37 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
         enqueue(session, TaskName.SUBMIT_JOB, job.id)
     metrics.job_created(spec.id, session)
     return Accepted(job, replayed=False, headers=rate_headers)
+
+
+@dataclass
+class BatchOutcome:
+    index: int
+    key: str
+    accepted: Accepted | None = None
+    error: AppError | None = None
+
+
+def create_batch(session: Session, client: Client, items: list[JobBatchItem]) -> list[BatchOutcome]:
+    """Each item as its own `create`: one that fails leaves no trace (a savepoint on
+    Postgres takes back its writes, such as a budget charge) and the others go on. One
+    transaction for all, committed by the caller, then every accepted job is published."""
+    savepoints = session.get_bind().dialect.name == "postgresql"
+    transaction = session.get_transaction() or session.begin()
+    outcomes = []
+    for index, item in enumerate(items):
+        outcome = BatchOutcome(index, item.idempotency_key)
+        try:
+            with savepoint(session, enabled=savepoints):
+                outcome.accepted = create(session, client, item.job_create(), item.idempotency_key)
+        except AppError as exc:
+            outcome.error = exc
+        if session.get_transaction() is not transaction:
+            # `create` rolled the whole transaction back (a concurrent duplicate on SQLite):
+            # the items before this one are gone too, so the batch as a whole is refused.
+            raise Conflict("a request with one of these Idempotency-Keys is in progress; send the batch again",
+                           code="idempotency_in_progress")
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _earlier(session: Session, client: Client, idempotency_key: str) -> Job | None:

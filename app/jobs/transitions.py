@@ -17,6 +17,7 @@ from app.clients.models import Client
 from app.core import metrics
 from app.jobs import repository as repo
 from app.jobs.models import Job
+from app.jobs.notify import job_changed
 from app.jobs.states import (
     OPTIONAL_EVENTS,
     TERMINAL,
@@ -67,6 +68,7 @@ def move(
     if JobStatus.RUNNING in expected and (polled := repo.end_polls(session, job_id)) is not None:
         data = {**(data or {}), "polls": polled}  # the run's schedule ends, and says how long it was
     repo.add_event(session, job_id, Timeline.STATUS, now, status=to.value, message=message, data=data)
+    job_changed(session, (job_id,))
     job = repo.get(session, job_id)
     assert job is not None
     log.info("job_status", job_id=job_id, model=job.model, status=to.value, message=message)

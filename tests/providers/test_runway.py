@@ -227,7 +227,8 @@ class TestSignedUploadLink:
         past = int((utcnow() - timedelta(seconds=1)).timestamp())
         expired = api.get(f"/v1/uploads/{upload_id}/content",
                           params={"expires": past, "signature": links.signature(upload_id, past)})
-        for response in (tampered, expired):
+        forged = api.get(f"/v1/uploads/{upload_id}/content", params={"expires": expires, "signature": "\u0083"})
+        for response in (tampered, expired, forged):
             assert (response.status_code, response.json()["code"]) == (403, "invalid_link")
 
     def test_the_link_lasts_an_hour(self):

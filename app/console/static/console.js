@@ -49,10 +49,10 @@ function startLive(source) {
   window.setTimeout(refresh, every);
 }
 
-// Hook for the job timeline stream. GET /v1/jobs/{id}/events/stream (SSE, coming) takes a
-// bearer key, which EventSource cannot send; once a session-authenticated twin is served
-// under /console and named in app/console/endpoints.py (TIMELINE_STREAM), the job page's
-// #timeline carries data-stream-url and new events are appended here as they happen.
+// The job page follows its timeline live: #timeline's data-stream-url is the console's
+// session-authenticated twin of GET /v1/jobs/{id}/events/stream (SSE). Timeline events are
+// appended as they happen, a `job` event updates the status, `end` closes the stream (an
+// EventSource would otherwise reconnect, resuming with Last-Event-ID).
 function appendTimelineRow(table, event) {
   const body = table.tBodies[0];
   if (body.querySelector(`tr[data-event-id="${event.id}"]`)) return;
@@ -70,6 +70,15 @@ function followTimeline(table) {
   if (!url || !window.EventSource) return;
   const source = new EventSource(url, { withCredentials: true });
   source.onmessage = (message) => appendTimelineRow(table, JSON.parse(message.data));
+  source.addEventListener("job", (message) => {
+    const job = JSON.parse(message.data);
+    const status = document.getElementById("job-status");
+    if (status && job.status) {
+      status.textContent = job.status;
+      status.className = `status status-${job.status}`;
+    }
+  });
+  source.addEventListener("end", () => source.close());
 }
 
 document.addEventListener("DOMContentLoaded", () => {
