@@ -163,15 +163,17 @@ def create_app(config: Config | None = None) -> FastAPI:
     async def bad_parameters(_request: Request, exc: RequestValidationError) -> Response:
         return error(400, f"invalid request: {exc.errors()[:1]}", code="invalid_request")
 
+    # The admin reads run on the event loop (async), where the tasks are created and polled:
+    # in a worker thread they would iterate `state.tasks` while the loop changes it.
     @app.get(f"{ADMIN_PREFIX}/stats")
-    def stats() -> dict[str, Any]:
+    async def stats() -> dict[str, Any]:
         out = state.stats.as_dict()
         out["tasks"] = len(state.tasks)
         out["polls_per_task"] = {t.id: t.polls for t in state.tasks.values()}
         return out
 
     @app.get(f"{ADMIN_PREFIX}/tasks")
-    def tasks() -> list[dict[str, Any]]:
+    async def tasks() -> list[dict[str, Any]]:
         return [
             {"id": t.id, "family": t.family, "model": t.model, "prompt": t.prompt, "polls": t.polls,
              "poll_times": t.poll_times, "params": t.params}
