@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     gauges_tick: Duration = timedelta(seconds=15)
     # Slots one dispatch round may grant (a bound on each round's work).
     dispatch_batch_size: int = Field(200, ge=1)
+    # Granted jobs not yet created upstream (queued with a slot, or submitting) at most:
+    # grants wait for the workers, so the submit queue stays short and fair order holds.
+    dispatch_max_pending: int = Field(200, ge=1)
     # Retry-After on a 429 quota_exceeded (max_queued reached).
     quota_retry_after: Duration = timedelta(seconds=10)
     # Upstream tasks in flight for the whole CometAPI account; 0: no cap.

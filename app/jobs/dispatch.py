@@ -138,7 +138,11 @@ def dispatch_in(session: Session, settings: Settings, now: datetime) -> dict[str
         metrics.UPSTREAM_CAP.labels(model=model).set(-1 if cap is None else cap)
     if free.exhausted():
         return {"granted": 0}
-    budget = settings.dispatch_batch_size
+    # Grants run ahead of the workers by DISPATCH_MAX_PENDING at most: a slot granted now is
+    # a submit message now, and one the workers cannot start soon only lengthens the queue.
+    budget = min(settings.dispatch_batch_size, settings.dispatch_max_pending - repo.pending_submits(session))
+    if budget <= 0:
+        return {"granted": 0, "workers_busy": 1}
     candidates = repo.waiting_candidates(session, now, per_client=min(budget, 64))
     if not candidates:
         return {"granted": 0}

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.core.clock import utcnow
 from app.core.db import Base, JSONType
 
-# A job holds one of its model's upstream slots from the dispatcher's grant until its
-# upstream task is finished (or the job ends).
-IN_FLIGHT_SQL = "status IN ('submitting', 'running') OR (status = 'queued' AND slot_at IS NOT NULL)"
+# A job holds one of its model's upstream slots from the dispatcher's grant until its upstream
+# task is finished (or the job ends). Parenthesised: queries AND it with other conditions.
+IN_FLIGHT_SQL = "(status IN ('submitting', 'running') OR (status = 'queued' AND slot_at IS NOT NULL))"
 LIVE_SQL = "status IN ('queued', 'submitting', 'running', 'collecting')"
 
 

@@ -319,6 +319,15 @@ _IN_FLIGHT = (
 )
 
 
+_PENDING_SUBMITS = select(func.count()).select_from(Job).where(text(IN_FLIGHT_SQL), Job.status != JobStatus.RUNNING.value)
+
+
+def pending_submits(session: Session) -> int:
+    """Jobs granted a slot whose create call has not happened yet (queued with a slot, or
+    submitting): the work handed to the workers and not done."""
+    return session.scalar(_PENDING_SUBMITS) or 0
+
+
 def in_flight_counts(session: Session) -> dict[str, int]:
     """Upstream slots held, per model (served by the partial index ix_jobs_in_flight)."""
     return {model: count for model, count in session.execute(_IN_FLIGHT)}

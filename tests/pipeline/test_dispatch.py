@@ -20,6 +20,21 @@ def granted(inproc) -> list[str]:
 
 
 class TestCaps:
+    def test_grants_run_ahead_of_the_workers_by_max_pending_only(self, inproc, monkeypatch):
+        from app.core.settings import get_settings
+
+        monkeypatch.setattr(get_settings(), "dispatch_max_pending", 2)
+        SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 5}])
+        client = inproc.client()
+        ids = [inproc.create_job(client) for _ in range(5)]  # no cap on sora-2: only the workers bound it
+
+        assert inproc.dispatch()["granted"] == 2
+        assert inproc.dispatch() == {"granted": 0, "workers_busy": 1}  # two submits not yet done
+        first = granted(inproc)
+        assert inproc.submit(first[0]) == "submitted"  # a worker created one upstream: room for one more
+        assert inproc.dispatch()["granted"] == 1, inproc.dispatch()
+        assert granted(inproc) == [ids[2]]
+
     def test_a_model_never_has_more_in_flight_than_its_cap(self, inproc):
         SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 5}])
         client = inproc.client()

@@ -88,3 +88,12 @@ class TestClientView:
         assert limits["weight"] == 3 and limits["max_queued"] == 10 and limits["queued"] == 1
         assert limits["rate_per_minute"] == 120 and limits["rate_burst"] == 20 and limits["rate_remaining"] == 19
         assert limits["in_flight"] == 0 and limits["daily_budget"] is None
+
+    def test_in_flight_counts_the_clients_own_slots_only(self, inproc, api):
+        mine, other = inproc.client(f"a-{uuid.uuid4().hex[:6]}"), inproc.client(f"b-{uuid.uuid4().hex[:6]}")
+        post(api, mine)
+        post(api, other)
+        assert inproc.dispatch()["granted"] == 2  # both hold a slot now
+        for client in (mine, other):
+            limits = api.get("/v1/client", headers={"Authorization": f"Bearer {client.api_key}"}).json()["limits"]
+            assert limits["in_flight"] == 1  # not the other client's too
