@@ -17,8 +17,9 @@ and the broker's queue lengths; then table and index sizes and the HOT-update ra
 the rows the run updated.
 
 The reference: the least the same upstream work needs on this machine — `--concurrency`
-processes calling the emulator's create, poll and download endpoints in a loop, with no
-database, broker or bookkeeping — measured in the same run for `--reference-seconds`.
+processes, each with 16 concurrent loops calling the emulator's create, poll and
+download endpoints, with no database, broker or bookkeeping — measured in the same run
+for `--reference-seconds`.
 The ratio is the deployment's upstream calls per second over the reference's.
 
     python -m bench.scale [--history 1000000] [--queued 60000] [--running 35000]
@@ -50,6 +51,7 @@ from tests.support.stack import Stack  # noqa: E402 - the tests' whole-deploymen
 QUEUES = ("submit", "poll", "collect", "webhooks", "maintenance")
 TICKS = ("poll", "dispatch", "sweep", "deliver", "expire", "purge")
 UPDATED_TABLES = ("jobs", "job_polls", "webhook_deliveries")
+REFERENCE_LOOPS = 16
 SIZED_TABLES = ("jobs", "job_polls", "job_events", "webhook_deliveries", "webhook_attempts", "artifacts")
 
 
@@ -280,18 +282,32 @@ def _sizes(stack: Stack) -> list[tuple[str, int, int, int]]:
 # -- the reference ---------------------------------------------------------------------
 
 def _reference_worker(url: str, key: str, seconds: float, out: Any) -> None:
-    calls = 0
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+    """One process: REFERENCE_LOOPS concurrent loops of create, poll, download (as the
+    poller's concurrency and the worker pool overlap calls), for `seconds`."""
+    import asyncio
+
+    import aiohttp  # the poller's client: the cheapest per call here
+
+    async def run() -> int:
+        calls = 0
         created: list[str] = []
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            task = http.post("/v1/videos", data={"model": "sora-2", "prompt": "reference"}).json()
-            created.append(task["id"])
-            http.get(f"/v1/videos/{created[-1]}")
-            http.get(f"/v1/videos/{created[len(created) // 2]}/content")
-            calls += 3
-    out.put(calls)
+        async with aiohttp.ClientSession(url, headers={"Authorization": f"Bearer {key}"}) as http:
+            async def loop() -> None:
+                nonlocal calls
+                while time.monotonic() < end:
+                    async with http.post("/v1/videos", data={"model": "sora-2", "prompt": "reference"}) as answer:
+                        created.append((await answer.json())["id"])
+                    async with http.get(f"/v1/videos/{created[-1]}") as answer:
+                        await answer.read()
+                    async with http.get(f"/v1/videos/{created[len(created) // 2]}/content") as answer:
+                        await answer.read()
+                    calls += 3
+
+            await asyncio.gather(*(loop() for _ in range(REFERENCE_LOOPS)))
+        return calls
+
+    out.put(asyncio.run(run()))
 
 
 def reference(stack: Stack, processes: int, seconds: float) -> float:

@@ -56,6 +56,20 @@ class TestRedisPublisher:
         assert json.loads(base64.b64decode(ours["body"]))[0] == ["job_lean"]
         assert json.loads(base64.b64decode(theirs["body"]))[0] == ["job_celery"]
 
+    def test_it_says_how_many_messages_wait_in_a_tasks_queue(self, prefix):
+        settings = Settings(broker_url=REDIS_URL, broker_key_prefix=prefix, env="test",
+                            data_dir=os.environ["COMETJOBS_DATA_DIR"])
+        previous = queue.install(queue.producer(settings))
+        try:
+            for n in range(3):
+                queue.send_now(TaskName.COLLECT_JOB, f"job_{n}")
+            assert (queue.waiting(TaskName.COLLECT_JOB), queue.waiting(TaskName.SUBMIT_JOB)) == (3, 0)
+            queue.install(queue.producer(Settings(broker_url="redis://127.0.0.1:1/0", env="test",
+                                                  data_dir=os.environ["COMETJOBS_DATA_DIR"])))
+            assert queue.waiting(TaskName.COLLECT_JOB) is None  # a broker that is down: unknown
+        finally:
+            queue.install(previous)
+
     def test_a_broker_that_is_down_is_a_failed_send_not_an_error(self):
         settings = Settings(broker_url="redis://127.0.0.1:1/0", env="test", data_dir=os.environ["COMETJOBS_DATA_DIR"])
         previous = queue.install(queue.producer(settings))

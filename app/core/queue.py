@@ -99,6 +99,10 @@ class RedisPublisher:
         key, message = self.envelope(task, args)
         self.redis.lpush(key, json.dumps(message))
 
+    def waiting(self, task: TaskName) -> int:
+        """Messages waiting in the task's queue (one LLEN)."""
+        return int(self.redis.llen(self.prefix + ROUTES[task].value))
+
 
 def producer(settings: Settings | None = None) -> Publisher:
     """A publisher for processes that run no tasks (the API, the CLI, the scheduler)."""
@@ -128,6 +132,18 @@ def installed() -> Publisher | None:
     return _installed[0] if _installed else None
 
 
+def waiting(task: TaskName) -> int | None:
+    """Messages waiting in the task's queue, when the broker can say (Redis); else None."""
+    publisher = installed()
+    count = getattr(publisher, "waiting", None)
+    if count is None:
+        return None
+    try:
+        return int(count(task))
+    except Exception:  # broker down: unknown
+        return None
+
+
 def send_now(task: TaskName, *args: Any) -> bool:
     publisher = installed()
     if publisher is None:
@@ -144,4 +160,5 @@ def enqueue(session: Session, task: TaskName, *args: Any) -> None:
     on_commit(session, partial(send_now, task, *args))
 
 
-__all__ = ["CeleryPublisher", "Publisher", "RedisPublisher", "enqueue", "install", "installed", "producer", "send_now"]
+__all__ = ["CeleryPublisher", "Publisher", "RedisPublisher", "enqueue", "install", "installed", "producer", "send_now",
+           "waiting"]

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import structlog
 
+from app.core import queue
 from app.core.clock import utcnow
 from app.core.db import session_scope
 from app.core.queue import enqueue
@@ -36,9 +37,22 @@ def sweep() -> dict[str, int]:
     return dict(stats)
 
 
+def _backed_up(task: TaskName, settings: Settings, stats: Counter[str]) -> bool:
+    """The task's queue already holds a sweep's worth of messages (Redis can say): a job
+    overdue behind them is late, not lost, and another nudge would only lengthen the
+    queue. The nudges wait for the workers to catch up."""
+    waiting = queue.waiting(task)
+    if waiting is not None and waiting >= settings.sweep_batch_size:
+        stats[f"{task.value.rsplit('.', 1)[-1]}_nudges_held"] += 1
+        return True
+    return False
+
+
 def _nudge_queued(settings: Settings, now: datetime, stats: Counter[str]) -> None:
     """A job holding a slot whose submit never started (its message was lost): nudge it
     again, waiting twice as long each time. A job waiting for a slot is the dispatcher's."""
+    if _backed_up(TaskName.SUBMIT_JOB, settings, stats):
+        return
     with session_scope() as session:
         for job_id in repo.claim_ids(
             session, [JobStatus.QUEUED], Job.due_at, now, settings.sweep_batch_size,
@@ -64,6 +78,8 @@ def _judge_lost_submits(settings: Settings, now: datetime, stats: Counter[str]) 
 
 
 def _nudge_collecting(settings: Settings, now: datetime, stats: Counter[str]) -> None:
+    if _backed_up(TaskName.COLLECT_JOB, settings, stats):
+        return
     with session_scope() as session:
         for job_id in repo.claim_ids(
             session, [JobStatus.COLLECTING], Job.due_at, now, settings.sweep_batch_size,

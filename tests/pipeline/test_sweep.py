@@ -74,6 +74,21 @@ class TestNudges:
         assert inproc.publisher.of(TaskName.COLLECT_JOB) == [job_id]
         assert inproc.collect(job_id) == "succeeded"
 
+    def test_a_long_queue_holds_the_nudges_until_the_workers_catch_up(self, inproc):
+        from app.core.settings import get_settings
+
+        job_id = submitted(inproc, polls=[{"status": "completed"}])
+        inproc.clock.now = inproc.schedule(job_id).due_at
+        inproc.poll()
+        inproc.publisher.clear()
+        inproc.clock.advance(get_settings().queue_nudge_after.total_seconds() + 1)
+
+        inproc.publisher.backlog = get_settings().sweep_batch_size  # its message may be among those
+        assert inproc.sweep()["collect_job_nudges_held"] == 1
+        assert inproc.publisher.of(TaskName.COLLECT_JOB) == []
+        inproc.publisher.backlog = 3  # drained: overdue now means lost
+        assert inproc.sweep()["collect_nudged"] == 1
+
 
 class TestDeadlines:
     def test_a_job_never_submitted_times_out_on_its_queue_deadline(self, inproc):

@@ -27,6 +27,11 @@ class RecordingPublisher:
 
     sent: list[tuple[TaskName, tuple[Any, ...]]] = field(default_factory=list)
     fail: bool = False
+    # Messages "waiting" in every queue, as a Redis broker would report them (None: unknown).
+    backlog: int | None = None
+
+    def waiting(self, _task: TaskName) -> int | None:
+        return self.backlog
 
     def publish(self, task: TaskName, args: Sequence[Any]) -> None:
         if self.fail:
