@@ -48,6 +48,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.broker_url.startswith("sqla+"):
         # kombu's SQLAlchemy transport hands these to create_engine().
         return {}
+    if settings.broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        # RabbitMQ acknowledges each publish (publisher confirms): a message it did not take
+        # is a failed send, which the sweeper re-drives, never one silently dropped.
+        return {"confirm_publish": True}
     options: dict[str, Any] = {
         "visibility_timeout": 300,
         "socket_connect_timeout": 1,
