@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import re
 import time
 import uuid
@@ -96,6 +98,21 @@ class RequestContext:
         await response(scope, receive, send)
 
 
+# Set by `cometjobs api` for the processes it serves from (a test's in-process app is not one).
+SERVING_PROCESS = "COMETJOBS_SERVING_PROCESS"
+
+
+def _tune_gc() -> None:
+    """Everything built by now (modules, the app, its schemas) lives as long as the process:
+    frozen out of the collector's generations, a full collection no longer walks it; and a
+    request's short-lived objects are collected every 10,000 allocations, not every 700.
+    bench-api, POST: 0.51-0.59 of the reference without, 0.56-0.70 with (p99 251-424 ms
+    against 326-474; runs on one 2-core machine vary that much)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
+
+
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Sync endpoints run in worker threads, each holding a database connection: no more
@@ -104,6 +121,8 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(4, settings.db_pool_size + settings.db_max_overflow)
+    if os.environ.get(SERVING_PROCESS):
+        _tune_gc()
     yield
     from app.jobs.waiting import close_watch
 

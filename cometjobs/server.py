@@ -108,7 +108,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def run_api(host: str, port: int, workers: int) -> None:
+    import os
+
     import uvicorn
+
+    from app.main import SERVING_PROCESS
+
+    os.environ[SERVING_PROCESS] = "1"  # inherited by uvicorn's worker processes
 
     uvicorn.run(
         "app.main:create_app", factory=True, host=host, port=port, workers=workers,
