@@ -19,7 +19,6 @@ import pytest
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_for
 
-TERMINAL = ("succeeded", "failed", "canceled", "timed_out")
 # The outage restarts the node's app: the tests that do so never run side by side.
 pytestmark = pytest.mark.xdist_group("rabbitmq")
 
@@ -61,14 +60,7 @@ def test_a_killed_worker_and_a_broker_restart_lose_and_double_nothing(make_stack
     receiver = Receiver().start()
     try:
         client = stack.create_client("amqp", receiver.url)
-
-        def submit(prompt: str) -> str:
-            response = stack.http.post("/v1/jobs", headers=client["headers"],
-                                       json={"model": "sora-2", "input": {"prompt": prompt}})
-            assert response.status_code == 202, response.text
-            return response.json()["id"]
-
-        before = [submit(f"before-{n} [job-seconds=12]") for n in range(6)]
+        before = [stack.submit(client, f"before-{n} [job-seconds=12]") for n in range(6)]
         # Killed once every create call has answered: a worker killed during one ends its job
         # `upstream_submit_unknown` by design (tests/chaos/test_worker_crash.py proves that case).
         wait_for(lambda: stack.status_counts() == {"running": 6}, timeout=90,
@@ -76,26 +68,14 @@ def test_a_killed_worker_and_a_broker_restart_lose_and_double_nothing(make_stack
         first.kill()
         _rabbitmqctl("stop_app")  # every connection cut, nothing can be published
         try:
-            during = [submit(f"during-{n} [job-seconds=1]") for n in range(3)]  # stored; nudged later
+            during = [stack.submit(client, f"during-{n} [job-seconds=1]") for n in range(3)]  # nudged later
             # The outage is real: the dispatcher granted them slots and could not send a nudge.
             wait_for(lambda: "publish_failed" in scheduler.log(), timeout=60, message="a failed publish")
         finally:
             _rabbitmqctl("start_app")
         stack.start_worker("second")
-        after = [submit(f"after-{n} [job-seconds=1]") for n in range(3)]
-        ids = before + during + after
+        after = [stack.submit(client, f"after-{n} [job-seconds=1]") for n in range(3)]
 
-        def finished() -> bool:
-            rows = stack.sql("SELECT status FROM jobs WHERE id = ANY(%s)", ids)
-            return len(rows) == len(ids) and all(status in TERMINAL for (status,) in rows)
-
-        wait_for(finished, timeout=180, interval=0.5,
-                 message=lambda: f"all jobs to finish: {stack.status_counts()}\n{stack.logs()}")
-        assert stack.status_counts() == {"succeeded": len(ids)}, stack.sql("SELECT error_code, count(*) FROM jobs GROUP BY 1")
-        prompts = [t["prompt"] for t in stack.emulator.tasks()]
-        assert sorted(prompts) == sorted(set(prompts)) and len(prompts) == len(ids)
-        wait_for(lambda: all(receiver.for_job(j) for j in ids), timeout=90, message="every job's webhook")
-        for job_id in ids:
-            assert len({r.headers["webhook-id"] for r in receiver.for_job(job_id)}) == 1
+        stack.assert_each_succeeded_once(before + during + after, receiver)
     finally:
         receiver.stop()

@@ -19,16 +19,9 @@ def test_killing_the_leading_scheduler_hands_its_ticks_to_the_other(make_stack):
                       timeout=30, message="a leader")
     [standby] = [r for r in replicas if r is not leader]
     client = stack.create_client("failover")
-
-    def submit(model: str, prompt: str) -> str:
-        response = stack.http.post("/v1/jobs", headers=client["headers"],
-                                   json={"model": model, "input": {"prompt": prompt}})
-        assert response.status_code == 202, response.text
-        return response.json()["id"]
-
-    finishing = [submit("sora-2", f"finish-{n} [job-seconds=3]") for n in range(6)]
+    finishing = [stack.submit(client, f"finish-{n} [job-seconds=3]") for n in range(6)]
     # Never progress: only the leader's sweep can end them (stall deadline 3 s).
-    stalling = [submit("sora-2-stalls-fast", f"stall-{n} [stall]") for n in range(3)]
+    stalling = [stack.submit(client, f"stall-{n} [stall]", model="sora-2-stalls-fast") for n in range(3)]
     wait_for(lambda: stack.status_counts().get("running", 0) >= 4, timeout=60,
              message=lambda: f"jobs running: {stack.status_counts()}")
 

@@ -21,6 +21,7 @@ from tests.support.emulator import Emulator
 from tests.support.procs import Service, cometjobs, free_port
 from tests.support.waiting import wait_for
 
+TERMINAL = ("succeeded", "failed", "canceled", "timed_out")
 POSTGRES_BIN = Path("/usr/lib/postgresql") / (os.listdir("/usr/lib/postgresql")[0] if Path("/usr/lib/postgresql").exists() else "15") / "bin"
 
 
@@ -218,6 +219,29 @@ class Stack:
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.sql("SELECT status, count(*) FROM jobs GROUP BY status"))  # type: ignore[arg-type]
+
+    def submit(self, client: dict[str, Any], prompt: str, model: str = "sora-2") -> str:
+        response = self.http.post("/v1/jobs", headers=client["headers"],
+                                  json={"model": model, "input": {"prompt": prompt}})
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def assert_each_succeeded_once(self, ids: list[str], receiver: Any) -> None:
+        """Every job ends `succeeded`, each created upstream exactly once (the emulator saw
+        each prompt once, and no other), and each announced with exactly one `webhook-id`."""
+        def finished() -> bool:
+            rows = self.sql("SELECT status FROM jobs WHERE id = ANY(%s)", ids)
+            return len(rows) == len(ids) and all(status in TERMINAL for (status,) in rows)
+
+        wait_for(finished, timeout=180, interval=0.5,
+                 message=lambda: f"all jobs to finish: {self.status_counts()}\n{self.logs()}")
+        assert self.status_counts() == {"succeeded": len(ids)}, \
+            self.sql("SELECT error_code, count(*) FROM jobs GROUP BY 1")
+        prompts = [t["prompt"] for t in self.emulator.tasks()]
+        assert sorted(prompts) == sorted(set(prompts)) and len(prompts) == len(ids)
+        wait_for(lambda: all(receiver.for_job(j) for j in ids), timeout=90, message="every job's webhook")
+        for job_id in ids:
+            assert len({r.headers["webhook-id"] for r in receiver.for_job(job_id)}) == 1
 
     def logs(self) -> str:
         return "\n".join(f"==== {s.name}\n{s.log_tail(80)}" for s in self.services)
