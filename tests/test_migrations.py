@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 
 from app.core.migrate import alembic_config
@@ -67,20 +69,29 @@ def _differences(engine: sa.Engine) -> list[object]:
         return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
 
 
-def test_head_matches_the_models_and_0005_round_trips_a_running_job(database_url: str) -> None:
+@contextmanager
+def _at(database_url: str, revision: str) -> Iterator[tuple[Config, sa.Engine, dict[str, sa.Table]]]:
+    """The database migrated to `revision`, with its `clients` and `jobs` tables as they are there."""
     config = alembic_config(database_url)
-    command.upgrade(config, "0004")
+    command.upgrade(config, revision)
     engine = sa.create_engine(database_url)
     try:
         old = sa.MetaData()
         old.reflect(engine, only=["clients", "jobs"])
+        yield config, engine, dict(old.tables)
+    finally:
+        engine.dispose()
+
+
+def test_head_matches_the_models_and_0005_round_trips_a_running_job(database_url: str) -> None:
+    with _at(database_url, "0004") as (config, engine, old):
         with engine.begin() as conn:
-            _insert(conn, old.tables["clients"], id="cli_1")
-            _insert(conn, old.tables["jobs"], id="job_run", client_id="cli_1", status="running",
+            _insert(conn, old["clients"], id="cli_1")
+            _insert(conn, old["jobs"], id="job_run", client_id="cli_1", status="running",
                     due_at=NOW + timedelta(seconds=5), stall_deadline_at=NOW + timedelta(minutes=10),
                     deadline_at=NOW + timedelta(hours=1), timeout_at=NOW + timedelta(minutes=10),
                     poll_count=7, poll_errors=2)
-            _insert(conn, old.tables["jobs"], id="job_wait", client_id="cli_1", status="queued",
+            _insert(conn, old["jobs"], id="job_wait", client_id="cli_1", status="queued",
                     due_at=NOW, deadline_at=NOW + timedelta(hours=1), timeout_at=NOW + timedelta(minutes=30))
 
         command.upgrade(config, "head")
@@ -99,18 +110,11 @@ def test_head_matches_the_models_and_0005_round_trips_a_running_job(database_url
         assert tuple(back) == (7, 2, True)
         command.upgrade(config, "head")
         assert _differences(engine) == []
-    finally:
-        engine.dispose()
 
 
 def test_0006_gives_live_jobs_the_client_events_they_inherited(database_url: str) -> None:
-    config = alembic_config(database_url)
-    command.upgrade(config, "0005")
-    engine = sa.create_engine(database_url)
-    try:
-        old = sa.MetaData()
-        old.reflect(engine, only=["clients", "jobs"])
-        clients, jobs = old.tables["clients"], old.tables["jobs"]
+    with _at(database_url, "0005") as (config, engine, old):
+        clients, jobs = old["clients"], old["jobs"]
         with engine.begin() as conn:
             _insert(conn, clients, id="cli_1", api_key_hash="h1", webhook_events=["job.running"])
             _insert(conn, clients, id="cli_2", api_key_hash="h2", webhook_events=[])
@@ -123,5 +127,3 @@ def test_0006_gives_live_jobs_the_client_events_they_inherited(database_url: str
         with engine.connect() as conn:
             rows = {r.id: r.webhook_events for r in conn.execute(sa.select(jobs.c.id, jobs.c.webhook_events))}
         assert rows == {"job_live": ["job.running"], "job_own": ["job.progress"], "job_done": [], "job_none": []}
-    finally:
-        engine.dispose()
