@@ -186,26 +186,18 @@ class Client:
         """The job's timeline live (Server-Sent Events): each `JobEvent` as it is written,
         and the `Job` whenever its status or progress changes; ends when the job has ended.
         A dropped connection is resumed where it stopped (`Last-Event-ID`)."""
-        last = after
-        path = f"/v1/jobs/{_job_id(job)}/events/stream"
-        while True:
-            headers = {"Accept": "text/event-stream"}
-            if last is not None:
-                headers["Last-Event-ID"] = str(last)
+        timeline = _LiveTimeline(job, after)
+        while not timeline.ended:
             try:
-                with self._http.stream("GET", path, headers=headers, timeout=_http.STREAM_TIMEOUT) as response:
+                with self._http.stream("GET", timeline.path, headers=timeline.connect(),
+                                       timeout=_http.STREAM_TIMEOUT) as response:
                     check(_read_error(response))
-                    parser = _http.SSEParser()
                     for line in response.iter_lines():
-                        sse = parser.feed(line)
-                        if sse is None:
-                            continue
-                        if sse.event == "end":
+                        item = timeline.feed(line)
+                        if timeline.ended:
                             return
-                        item = _stream_item(sse)
-                        if isinstance(item, JobEvent):
-                            last = item.id
-                        yield item
+                        if item is not None:
+                            yield item
             except _http.STREAM_BROKEN:
                 continue
 
@@ -225,10 +217,35 @@ class Client:
             return _save(check(_read_error(response)), target)
 
 
-def _stream_item(sse: _http.SSE) -> JobEvent | Job:
-    if sse.event == "job":
-        return Job.model_validate_json(sse.data)
-    return JobEvent.model_validate_json(sse.data)
+class _LiveTimeline:
+    """One job's live timeline across reconnects, for both clients: the headers to (re)connect
+    with (resuming after the last event seen), and each line read turned into an item."""
+
+    def __init__(self, job: JobRef, after: int | None) -> None:
+        self.path = f"/v1/jobs/{_job_id(job)}/events/stream"
+        self.last = after
+        self.ended = False
+        self._parser = _http.SSEParser()
+
+    def connect(self) -> dict[str, str]:
+        self._parser = _http.SSEParser()
+        headers = {"Accept": "text/event-stream"}
+        if self.last is not None:
+            headers["Last-Event-ID"] = str(self.last)
+        return headers
+
+    def feed(self, line: str) -> JobEvent | Job | None:
+        sse = self._parser.feed(line)
+        if sse is None:
+            return None
+        if sse.event == "end":
+            self.ended = True
+            return None
+        if sse.event == "job":
+            return Job.model_validate_json(sse.data)
+        event = JobEvent.model_validate_json(sse.data)
+        self.last = event.id
+        return event
 
 
 def _read_error(response: httpx.Response) -> httpx.Response:
@@ -367,29 +384,20 @@ class AsyncClient:
         return current
 
     async def stream(self, job: JobRef, *, after: int | None = None) -> AsyncIterator[JobEvent | Job]:
-        last = after
-        path = f"/v1/jobs/{_job_id(job)}/events/stream"
-        while True:
-            headers = {"Accept": "text/event-stream"}
-            if last is not None:
-                headers["Last-Event-ID"] = str(last)
+        timeline = _LiveTimeline(job, after)
+        while not timeline.ended:
             try:
-                async with self._http.stream("GET", path, headers=headers,
+                async with self._http.stream("GET", timeline.path, headers=timeline.connect(),
                                              timeout=_http.STREAM_TIMEOUT) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         check(response)
-                    parser = _http.SSEParser()
                     async for line in response.aiter_lines():
-                        sse = parser.feed(line)
-                        if sse is None:
-                            continue
-                        if sse.event == "end":
+                        item = timeline.feed(line)
+                        if timeline.ended:
                             return
-                        item = _stream_item(sse)
-                        if isinstance(item, JobEvent):
-                            last = item.id
-                        yield item
+                        if item is not None:
+                            yield item
             except _http.STREAM_BROKEN:
                 continue
 
