@@ -32,7 +32,8 @@ class TestPostgres:
             assert first.conn is not None
             pid = first.conn.info.backend_pid
             with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                # The timeout makes the call wait until the backend has exited and its locks are gone.
+                admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
             assert not first.still_held()
             assert second.try_acquire()
         finally:

@@ -21,7 +21,7 @@ def test_session_teardown_survives_a_connection_killed_mid_transaction(database)
         session = await anext(dependency)
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # a transaction is open
         with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as admin:
-            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+            assert admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone() == (True,)  # waits for the exit
         await dependency.aclose()  # runs the teardown; raises if the rollback's error escapes
 
     asyncio.run(request())

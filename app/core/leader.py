@@ -79,6 +79,13 @@ class PostgresLeadership:
         return True
 
     def release(self) -> None:
+        # Unlock before closing: a closed socket frees the lock only once the server has
+        # noticed and ended the session, so the next candidate could still find it taken.
+        if self.conn is not None and not self.conn.closed:
+            try:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            except psycopg.Error:
+                pass
         self._drop()
 
     def _drop(self) -> None:
