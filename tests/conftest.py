@@ -197,6 +197,18 @@ def api(clean: None) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def private_api(own_db: str) -> Iterator[httpx.Client]:
+    """The ASGI app in-process on the private database: the session's shared worker and
+    scheduler (`pipeline`) act on the shared one and would move a test's queued jobs."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
 def http(clean: None, api_service: Service, pipeline: dict[str, Service], emulator: Emulator) -> Iterator[httpx.Client]:
     """A real socket to the API process, with the worker, scheduler and emulator running."""
     with httpx.Client(base_url=f"http://127.0.0.1:{API_PORT}", timeout=30) as client:

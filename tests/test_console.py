@@ -26,15 +26,8 @@ def csrf(api: Any, page: str = "/console") -> str:
 
 
 @pytest.fixture
-def api(own_db: str) -> Iterator[Any]:
-    """The ASGI app in-process on the private database: the session's shared worker and
-    scheduler (`pipeline`) act on the shared one and would move these tests' queued jobs."""
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
-    with TestClient(create_app(), raise_server_exceptions=False) as client:
-        yield client
+def api(private_api: Any) -> Any:
+    return private_api
 
 
 @pytest.fixture
