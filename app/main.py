@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio.to_thread
 import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -20,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import console, docs
-from app.core import metrics, queue
+from app.core import metrics, queue, threads
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
 from app.core.limits import BodyLimits
 from app.core.logging import configure_logging, safe_traceback
@@ -115,12 +114,9 @@ def _tune_gc() -> None:
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    # Sync endpoints run in worker threads, each holding a database connection: no more
-    # threads than pooled connections, so a burst waits in the event loop (cheaply)
-    # instead of in threads blocked on the pool, contending for the GIL.
-    settings = get_settings()
-    limiter = anyio.to_thread.current_default_thread_limiter()
-    limiter.total_tokens = max(4, settings.db_pool_size + settings.db_max_overflow)
+    # A burst waits in the event loop (cheaply, in order) for one of a few worker threads,
+    # instead of in many threads contending for the GIL (app/core/threads.py).
+    threads.configure(get_settings())
     if os.environ.get(SERVING_PROCESS):
         _tune_gc()
     yield

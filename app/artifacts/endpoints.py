@@ -4,9 +4,12 @@ import re
 
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from app.artifacts import links, repository, retention, uploads
 from app.artifacts.schemas import DeletedArtifacts, UploadOut
+from app.clients.models import Client
+from app.core import threads
 from app.core.boundary import CheckedRoute
 from app.core.clock import utcnow
 from app.core.deps import AdminDep, ClientDep, SessionDep
@@ -88,12 +91,12 @@ def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, 
     span = _parse_range(wanted, size) if wanted else None
     if span is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(storage.read(artifact.storage_key), media_type=artifact.content_type, headers=headers)
+        return StreamingResponse(threads.stream_storage(storage.read(artifact.storage_key)), media_type=artifact.content_type, headers=headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
     return StreamingResponse(
-        storage.read(artifact.storage_key, start, end), status_code=206, media_type=artifact.content_type,
+        threads.stream_storage(storage.read(artifact.storage_key, start, end)), status_code=206, media_type=artifact.content_type,
         headers=headers,
     )
 
@@ -106,7 +109,12 @@ def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, 
     summary="Upload an input file (e.g. a reference image) to use in a job's input",
     responses=problem_responses(401, 413, 422, 503),
 )
-def create_upload(file: UploadFile, session: SessionDep, client: ClientDep) -> UploadOut:
+async def create_upload(file: UploadFile, session: SessionDep, client: ClientDep) -> UploadOut:
+    # Writing to storage may take as long as the network does: not in the endpoints' threads.
+    return await threads.run_storage(_store_upload, file, session, client)
+
+
+def _store_upload(file: UploadFile, session: Session, client: Client) -> UploadOut:
     upload = uploads.create(session, client, file.filename or "upload", file.content_type, file.file)
     session.commit()
     return UploadOut.model_validate(upload, from_attributes=True)
@@ -130,7 +138,7 @@ def get_upload_content(upload_id: str, expires: int, signature: str, session: Se
     if upload is None:
         raise NotFound(f"no upload {upload_id}")
     headers = {"Content-Length": str(upload.size_bytes), "Cache-Control": "private, no-store"}
-    return StreamingResponse(get_storage().read(upload.storage_key), media_type=upload.content_type, headers=headers)
+    return StreamingResponse(threads.stream_storage(get_storage().read(upload.storage_key)), media_type=upload.content_type, headers=headers)
 
 
 @router.delete(

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # Database
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    # Worker threads per API process for the endpoints' work (app/core/threads.py); at
+    # most DB_POOL_SIZE + DB_MAX_OVERFLOW. Storage transfers have an allowance of their own.
+    api_threads: int = 4
     db_connect_timeout: Duration = timedelta(seconds=3)
     db_statement_timeout: Duration = timedelta(seconds=30)
 
