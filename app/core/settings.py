@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = 10
     # Worker threads per API process for the endpoints' work (app/core/threads.py); at
     # most DB_POOL_SIZE + DB_MAX_OVERFLOW. Storage transfers have an allowance of their own.
-    api_threads: int = 4
+    api_threads: int = 8
     db_connect_timeout: Duration = timedelta(seconds=3)
     db_statement_timeout: Duration = timedelta(seconds=30)
 

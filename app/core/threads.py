@@ -3,8 +3,8 @@
 Endpoints' database work runs in a few threads (`API_THREADS`, anyio's default limiter,
 which also serves every plain `def` endpoint): the GIL runs one at a time, so threads
 only overlap waits on Postgres, and more of them than that makes latency unfair: with
-20, bench-api's POST p99 was 1.5 s at 64 connections; with 4, 0.6-0.7 s at the same
-throughput (a 2-core machine whose reference did 280 POST/s).
+20, bench-api's POST p99 was 1.1-1.7 s at 64 connections; with 2 to 8, 0.6-0.96 s at the
+same throughput (a 2-core machine whose reference did 230-280 POST/s; see the README).
 
 Storage I/O (an upload written to S3, an object streamed to a caller chunk by chunk) can
 hold a thread for as long as the network takes: it runs under a limiter of its own, so
