@@ -186,20 +186,11 @@ def api_service(database: str) -> Iterator[Service]:
 
 
 @pytest.fixture
-def api(clean: None) -> Iterator[httpx.Client]:
-    """The ASGI app in-process (for API behaviour that needs no worker)."""
-    from fastapi.testclient import TestClient
-
-    from app.main import create_app
-
-    with TestClient(create_app(), raise_server_exceptions=False) as client:
-        yield client
-
-
-@pytest.fixture
-def private_api(own_db: str) -> Iterator[httpx.Client]:
-    """The ASGI app in-process on the private database: the session's shared worker and
-    scheduler (`pipeline`) act on the shared one and would move a test's queued jobs."""
+def api(own_db: str) -> Iterator[httpx.Client]:
+    """The ASGI app in-process, for API behaviour that needs no worker. On the private
+    database: the session's worker and scheduler (`pipeline`) act on the shared one, and
+    would take a test's jobs and run them on (a job ended under a test that expects it
+    queued, an artifact overwritten by the emulator's video)."""
     from fastapi.testclient import TestClient
 
     from app.main import create_app

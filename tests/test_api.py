@@ -151,10 +151,6 @@ def store_artifact(job_id: str, data: bytes, name: str = "video") -> None:
 
 
 class TestArtifactServing:
-    @pytest.fixture
-    def api(self, private_api):
-        return private_api  # the shared worker would run the job and store its own video in place of DATA
-
     DATA = bytes(range(256)) * 40  # 10,240 bytes
 
     @pytest.fixture

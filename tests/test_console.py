@@ -26,11 +26,6 @@ def csrf(api: Any, page: str = "/console") -> str:
 
 
 @pytest.fixture
-def api(private_api: Any) -> Any:
-    return private_api
-
-
-@pytest.fixture
 def admin(make_client):  # type: ignore[no-untyped-def]
     return make_client("ops", is_admin=True)
 

@@ -213,10 +213,6 @@ class TestWebhookHosts:
 
 
 class TestAbsurdRanges:
-    @pytest.fixture
-    def api(self, private_api):
-        return private_api  # the shared worker would run the job and store its own video in place of DATA
-
     DATA = bytes(range(256)) * 4
 
     @pytest.fixture
