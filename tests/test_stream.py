@@ -91,11 +91,48 @@ class TestEventStream:
         assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
 
-class TestConsoleTwin:
-    @pytest.fixture
-    def api(self, private_api):
-        return private_api  # the shared worker would move these jobs on
+    def test_an_event_committed_after_a_later_one_is_still_sent(self, http_api, caller):
+        """Event ids are taken at insert and seen at commit: one that took its id first may
+        commit after one that took a later id, and the stream must not skip it."""
+        import psycopg
 
+        from app.jobs.notify import CHANNEL
+        from tests.conftest import DB_NAME, PG_HOST, PG_PORT, PG_USER
+
+        job = http_api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
+        got: list[dict] = []
+
+        def follow() -> None:
+            with httpx.stream("GET", f"{URL}/v1/jobs/{job['id']}/events/stream", headers=caller.headers,
+                              timeout=20) as response:
+                for event in sse(response.iter_lines()):
+                    got.append(event)
+
+        def sent_ids() -> set[int]:
+            return {int(e["id"]) for e in list(got) if "id" in e}
+
+        insert = ("INSERT INTO job_events (job_id, type, message, data, created_at) "
+                  "VALUES (%s, 'input_warning', %s, '{}', now()) RETURNING id")
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        wait_for(lambda: any(e.get("event") == "job" for e in got), timeout=10, interval=0.02,
+                 message="the first job event")
+        connect = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "dbname": DB_NAME}
+        with psycopg.connect(**connect) as held, psycopg.connect(**connect, autocommit=True) as other:
+            early = held.execute(insert, (job["id"], "took its id first")).fetchone()[0]
+            late = other.execute(insert, (job["id"], "committed first")).fetchone()[0]
+            other.execute("SELECT pg_notify(%s, %s)", (CHANNEL, job["id"]))
+            assert early < late
+            wait_for(lambda: late in sent_ids(), timeout=10, interval=0.02, message="the later event, sent")
+            held.commit()
+        http_api.post(f"/v1/jobs/{job['id']}/cancel", headers=caller.headers)  # wakes the stream again
+        reader.join(timeout=20)
+        assert not reader.is_alive() and got[-1]["event"] == "end"
+        assert early in sent_ids()
+        assert sorted(int(e["id"]) for e in got if "id" in e) == sorted(sent_ids())  # each sent once
+
+
+class TestConsoleTwin:
     def test_the_job_page_follows_a_session_authenticated_stream(self, api, make_client):
         from tests.test_console import sign_in
 

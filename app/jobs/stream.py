@@ -31,6 +31,9 @@ RECHECK = 15.0
 # How long a client waits before reconnecting after the stream is cut (milliseconds).
 RETRY_MS = 2000
 MAX_SECONDS = 60.0
+# How long a transaction of ours may take between inserting a timeline event and committing
+# it, at most (see `_Recent`); well under DB_STATEMENT_TIMEOUT's statements in practice.
+SETTLE = 10.0
 
 
 def read(client_id: str | None, job_id: str, after: int | None) -> tuple[JobOut | None, list[JobEventOut]]:
@@ -57,23 +60,27 @@ async def timeline(client_id: str | None, job_id: str, after: int | None) -> Asy
     deadline = loop.time() + MAX_SECONDS
     shown: tuple[Any, ...] | None = None
     first = True
+    recent = _Recent(after)
+    read_from = after
     while True:
         woken = watch.subscribe(job_id)
         try:
-            job, events = await run_in_threadpool(read, client_id, job_id, after)
+            job, events = await run_in_threadpool(read, client_id, job_id, read_from)
             if job is None:
                 return
             for event in events:
-                yield ServerSentEvent(data=event.model_dump(mode="json"), id=str(event.id),
-                                      retry=RETRY_MS if first else None)
-                first = False
-                after = event.id
+                if recent.is_new(event.id, loop.time()):
+                    yield ServerSentEvent(data=event.model_dump(mode="json"), id=str(event.id),
+                                          retry=RETRY_MS if first else None)
+                    first = False
             state = (job.status, job.progress)
             if state != shown:
                 yield ServerSentEvent(data=job.model_dump(mode="json"), event="job")
                 shown = state
             if len(events) == PAGE:
+                read_from = events[-1].id
                 continue  # more to send before waiting
+            read_from = recent.settled(loop.time())
             if job.status in TERMINAL:
                 yield ServerSentEvent(data={"id": job.id, "status": job.status.value}, event="end")
                 return
@@ -85,3 +92,29 @@ async def timeline(client_id: str | None, job_id: str, after: int | None) -> Asy
                     await woken.wait()
         finally:
             watch.unsubscribe(job_id, woken)
+
+
+class _Recent:
+    """The events a stream sent lately. Event ids come from one sequence, taken at insert and
+    seen at commit: a transaction that took its id first can commit after one that took a
+    later id (a worker's event and a cancel, say). Reading only after the last id sent would
+    skip such an event for good, so each read goes back to the last id sent more than SETTLE
+    seconds ago (no transaction of ours stays open that long) and sends only what is new."""
+
+    def __init__(self, after: int | None) -> None:
+        self.floor = after
+        self.sent: dict[int, float] = {}
+
+    def is_new(self, event_id: int, now: float) -> bool:
+        if event_id in self.sent or (self.floor is not None and event_id <= self.floor):
+            return False
+        self.sent[event_id] = now
+        return True
+
+    def settled(self, now: float) -> int | None:
+        """Where the next read starts: every id up to it was sent, or will never appear."""
+        old = [event_id for event_id, at in self.sent.items() if now - at > SETTLE]
+        if old:
+            self.floor = max(self.floor or 0, *old)
+            self.sent = {i: at for i, at in self.sent.items() if i > self.floor}
+        return self.floor
