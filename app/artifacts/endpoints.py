@@ -91,14 +91,13 @@ def get_artifact(job_id: str, name: str, request: Request, session: SessionDep, 
     span = _parse_range(wanted, size) if wanted else None
     if span is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(threads.stream_storage(storage.read(artifact.storage_key)), media_type=artifact.content_type, headers=headers)
+        chunks = threads.stream_storage(storage.read(artifact.storage_key))
+        return StreamingResponse(chunks, media_type=artifact.content_type, headers=headers)
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    return StreamingResponse(
-        threads.stream_storage(storage.read(artifact.storage_key, start, end)), status_code=206, media_type=artifact.content_type,
-        headers=headers,
-    )
+    chunks = threads.stream_storage(storage.read(artifact.storage_key, start, end))
+    return StreamingResponse(chunks, status_code=206, media_type=artifact.content_type, headers=headers)
 
 
 @router.post(
@@ -138,7 +137,8 @@ def get_upload_content(upload_id: str, expires: int, signature: str, session: Se
     if upload is None:
         raise NotFound(f"no upload {upload_id}")
     headers = {"Content-Length": str(upload.size_bytes), "Cache-Control": "private, no-store"}
-    return StreamingResponse(threads.stream_storage(get_storage().read(upload.storage_key)), media_type=upload.content_type, headers=headers)
+    chunks = threads.stream_storage(get_storage().read(upload.storage_key))
+    return StreamingResponse(chunks, media_type=upload.content_type, headers=headers)
 
 
 @router.delete(

@@ -54,4 +54,5 @@ async def stream_storage(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
-            await anyio.to_thread.run_sync(close, limiter=_limiter())
+            with anyio.CancelScope(shield=True):  # a caller gone mid-stream still closes the object
+                await anyio.to_thread.run_sync(close, limiter=_limiter())
