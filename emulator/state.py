@@ -84,12 +84,12 @@ class Task:
 
     def phase(self, now: float | None = None) -> tuple[str, int]:
         """("queued" | "running" | "succeeded" | "failed" | "odd", progress)."""
+        if self.stall:  # never ends by itself, whatever the global job length (even instant)
+            return "running", 42
         elapsed = (now or time.monotonic()) - self.created
         if self.job_seconds <= 0:
             return ("failed" if self.fail else "succeeded"), 100
         fraction = elapsed / self.job_seconds
-        if self.stall:
-            return "running", 42
         if fraction < 0.15:
             return "queued", 0
         if fraction < 1:

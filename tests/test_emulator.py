@@ -55,3 +55,13 @@ def test_a_sora_video_is_a_real_mp4_of_the_configured_size():
     assert b"avc1" in video.content[:4096]  # H.264
     served = app.state.emulator.stats.served_sha256[f"{video_id}:video"]
     assert served == hashlib.sha256(video.content).hexdigest()
+
+
+def test_a_stalled_task_never_ends_even_when_tasks_are_instant():
+    from emulator.state import State
+
+    state = State(Config(job_seconds=0))
+    stalled = state.new_task("sora", "sora-2", "a paper boat [stall]", "video_")
+    plain = state.new_task("sora", "sora-2", "a paper boat", "video_")
+    assert stalled.phase() == ("running", 42)
+    assert plain.phase() == ("succeeded", 100)

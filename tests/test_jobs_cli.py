@@ -15,7 +15,7 @@ STALL = '{"prompt": "a paper boat [stall]"}'  # never finishes, even with a work
 
 
 @pytest.fixture
-def run(api_service, make_client):
+def run(api_service, emulator, make_client):  # emulator: reset, so a stalled job stays stalled
     caller = make_client()
 
     def invoke(*args: str, key: str | None = caller["api_key"]):

@@ -43,7 +43,7 @@ class CountingTransport(httpx.HTTPTransport):
 
 
 @pytest.fixture
-def caller(api_service, make_client):
+def caller(api_service, emulator, make_client):  # emulator: reset, so a stalled job stays stalled
     return make_client()
 
 

@@ -37,7 +37,7 @@ def caller(api_service, make_client):
 
 
 @pytest.fixture
-def http_api(api_service):
+def http_api(api_service, emulator):  # the emulator as a test expects it: an earlier one may have changed it
     with httpx.Client(base_url=URL, timeout=httpx.Timeout(10.0)) as client:
         yield client
 
