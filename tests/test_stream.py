@@ -48,6 +48,21 @@ def read_all(http_api, caller, job_id: str, **headers: str) -> list[dict]:
         return list(sse(r.iter_lines()))
 
 
+def follow(caller, job_id: str, timeout: float) -> tuple[threading.Thread, list[dict]]:
+    """A thread reading the job's live stream into the returned list until it closes."""
+    got: list[dict] = []
+
+    def read() -> None:
+        with httpx.stream("GET", f"{URL}/v1/jobs/{job_id}/events/stream", headers=caller.headers,
+                          timeout=timeout) as response:
+            for event in sse(response.iter_lines()):
+                got.append(event)  # as it arrives: the test watches the list grow
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
 class TestEventStream:
     def test_an_ended_job_streams_its_timeline_then_end(self, http_api, caller):
         job = http_api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
@@ -63,17 +78,8 @@ class TestEventStream:
 
     def test_a_live_stream_gets_the_change_as_it_happens(self, http_api, caller):
         job = http_api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
-        got: list[dict] = []
-
-        def follow() -> None:
-            # The read timeout (10 s) is the deadline: only the NOTIFY can end the stream in time.
-            with httpx.stream("GET", f"{URL}/v1/jobs/{job['id']}/events/stream", headers=caller.headers,
-                              timeout=10) as response:
-                for event in sse(response.iter_lines()):
-                    got.append(event)
-
-        reader = threading.Thread(target=follow, daemon=True)
-        reader.start()
+        # The read timeout (10 s) is the deadline: only the NOTIFY can end the stream in time.
+        reader, got = follow(caller, job["id"], timeout=10)
         wait_for(lambda: any(e.get("event") == "job" for e in got), timeout=10, interval=0.02,
                  message="the first job event")
         http_api.post(f"/v1/jobs/{job['id']}/cancel", headers=caller.headers)
@@ -90,7 +96,6 @@ class TestEventStream:
                                 headers={**caller.headers, "Last-Event-ID": "abc"})
         assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
-
     def test_an_event_committed_after_a_later_one_is_still_sent(self, http_api, caller):
         """Event ids are taken at insert and seen at commit: one that took its id first may
         commit after one that took a later id, and the stream must not skip it."""
@@ -100,21 +105,13 @@ class TestEventStream:
         from tests.conftest import DB_NAME, PG_HOST, PG_PORT, PG_USER
 
         job = http_api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
-        got: list[dict] = []
-
-        def follow() -> None:
-            with httpx.stream("GET", f"{URL}/v1/jobs/{job['id']}/events/stream", headers=caller.headers,
-                              timeout=20) as response:
-                for event in sse(response.iter_lines()):
-                    got.append(event)
 
         def sent_ids() -> set[int]:
             return {int(e["id"]) for e in list(got) if "id" in e}
 
         insert = ("INSERT INTO job_events (job_id, type, message, data, created_at) "
                   "VALUES (%s, 'input_warning', %s, '{}', now()) RETURNING id")
-        reader = threading.Thread(target=follow, daemon=True)
-        reader.start()
+        reader, got = follow(caller, job["id"], timeout=20)
         wait_for(lambda: any(e.get("event") == "job" for e in got), timeout=10, interval=0.02,
                  message="the first job event")
         connect = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER, "dbname": DB_NAME}
