@@ -76,6 +76,28 @@ os.environ.update(TEST_ENV)
 
 
 
+_UNGROUPED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`--dist loadgroup` sends a group's tests to one worker by renaming their ids
+    (`...@group`). When a pytest release breaks that, the groups spread over every worker,
+    each builds the group's stack, and nothing fails but the suite's time: such tests fail."""
+    if not config.getvalue("loadgroup"):  # set on xdist workers under --dist loadgroup
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+            item.stash[_UNGROUPED] = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.stash.get(_UNGROUPED, False):
+        pytest.fail("--dist loadgroup did not group this xdist_group test (see the pytest pin in pyproject.toml)",
+                    pytrace=False)
+
+
 def _pg_admin() -> psycopg.Connection:
     return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True)
 

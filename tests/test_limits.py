@@ -243,6 +243,8 @@ def parse(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
+# One `strict_api` process for the two classes below, not one per xdist worker.
+@pytest.mark.xdist_group("strict-api")
 class TestSlowClients:
     def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(self, strict_api):
         with connect(strict_api) as sock:
@@ -316,6 +318,7 @@ class TestSlowClients:
                 assert parse(data)[0] == 200
 
 
+@pytest.mark.xdist_group("strict-api")
 class TestCapsFromContentLength:
     @pytest.mark.parametrize(("path", "size"), [("/v1/jobs", 2 * 1024 * 1024), ("/v1/uploads", 21 * 1024 * 1024)])
     def test_a_declared_length_over_the_cap_is_413_before_the_body_is_sent(self, strict_api, path, size):
