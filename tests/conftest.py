@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """`--dist loadgroup` sends a group's tests to one worker by renaming their ids
     (`...@group`). When a pytest release breaks that, the groups spread over every worker,
     each builds the group's stack, and nothing fails but the suite's time: such tests fail."""
-    if not config.getvalue("loadgroup"):  # set on xdist workers under --dist loadgroup
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers under --dist loadgroup
         return
     for item in items:
         if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:

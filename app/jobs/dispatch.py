@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,15 +128,24 @@ def dispatch() -> dict[str, int]:
         return dispatch_in(session, settings, utcnow())
 
 
+# A quiet round (nothing waits for a slot) refreshes the in-flight and cap gauges this often.
+QUIET_GAUGES_EVERY = 1.0
+_gauges_at = -math.inf
+
+
 def dispatch_in(session: Session, settings: Settings, now: datetime) -> dict[str, int]:
-    if session.get_bind().dialect.name == "postgresql":
+    global _gauges_at
+    waiting = repo.any_waiting(session, now)
+    if not waiting and time.monotonic() - _gauges_at < QUIET_GAUGES_EVERY:
+        return {"granted": 0}  # one probe, no lock: most rounds of an idle deployment
+    if waiting and session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(_LOCK_KEY)))
     in_flight = repo.in_flight_counts(session)
     free, info = capacity(session, settings, in_flight)
-    for model, count in in_flight.items():
-        metrics.UPSTREAM_IN_FLIGHT.labels(model=model).set(count)
-    for model, cap in info["caps"].items():
-        metrics.UPSTREAM_CAP.labels(model=model).set(-1 if cap is None else cap)
+    _publish_gauges(in_flight, info["caps"])
+    _gauges_at = time.monotonic()
+    if not waiting:
+        return {"granted": 0}
     if free.exhausted():
         return {"granted": 0}
     # Grants run ahead of the workers by DISPATCH_MAX_PENDING at most: a slot granted now is
@@ -166,6 +176,14 @@ def dispatch_in(session: Session, settings: Settings, now: datetime) -> dict[str
             })
     repo.add_events(session, waited_events)
     return {"granted": len(granted), "waiting": len(candidates) - len(granted)}
+
+
+def _publish_gauges(in_flight: dict[str, int], caps: dict[str, int | None]) -> None:
+    # Every model's count, 0 included: a model whose last task just ended reads 0, not its old count.
+    for model in caps.keys() | in_flight.keys():
+        metrics.UPSTREAM_IN_FLIGHT.labels(model=model).set(in_flight.get(model, 0))
+    for model, cap in caps.items():
+        metrics.UPSTREAM_CAP.labels(model=model).set(-1 if cap is None else cap)
 
 
 def _choose(session: Session, candidates: list[Any], free: Capacity, budget: int) -> list[tuple[Any, str]]:

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     bindparam,
     case,
@@ -228,6 +229,21 @@ def poll_schedule(session: Session, job_id: str) -> JobPoll | None:
     return session.get(JobPoll, job_id, populate_existing=True)
 
 
+# Built once: a statement's construction costs more CPU than an idle round's query.
+_CLAIM_POLLS = (
+    update(polls)
+    .where(
+        polls.c.job_id.in_(
+            select(polls.c.job_id).where(polls.c.due_at <= bindparam("now")).order_by(polls.c.due_at)
+            .limit(bindparam("limit")).with_for_update(skip_locked=True).scalar_subquery()
+        ),
+        polls.c.due_at <= bindparam("now"),
+    )
+    .values(claimed_due_at=polls.c.due_at, due_at=bindparam("lease_until"), poll_count=polls.c.poll_count + 1)
+    .returning(polls.c.job_id, polls.c.claimed_due_at, polls.c.stall_at, polls.c.poll_count, polls.c.poll_errors)
+)
+
+
 def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limit: int) -> list[PollRow]:
     """Claim up to `limit` running jobs whose poll is due, pushing each schedule's `due_at`
     to the lease.
@@ -237,18 +253,8 @@ def claim_due_polls(session: Session, now: datetime, lease_until: datetime, limi
     re-check makes a second claimer see the moved lease. A schedule left behind by a
     job that is no longer running is removed on the way.
     """
-    due = (
-        select(polls.c.job_id).where(polls.c.due_at <= now).order_by(polls.c.due_at).limit(limit)
-        .with_for_update(skip_locked=True).scalar_subquery()
-    )
     claimed = {
-        row.job_id: row for row in session.execute(
-            update(polls)
-            .where(polls.c.job_id.in_(due), polls.c.due_at <= now)
-            .values(claimed_due_at=polls.c.due_at, due_at=lease_until, poll_count=polls.c.poll_count + 1)
-            .returning(polls.c.job_id, polls.c.claimed_due_at, polls.c.stall_at, polls.c.poll_count,
-                       polls.c.poll_errors)
-        )
+        row.job_id: row for row in session.execute(_CLAIM_POLLS, {"now": now, "lease_until": lease_until, "limit": limit})
     }
     if not claimed:
         return []
@@ -285,33 +291,55 @@ def apply_poll_updates(session: Session, schedules: list[dict[str, Any]], change
         )
 
 
-def claim_ids(
-    session: Session,
-    statuses: Iterable[JobStatus],
-    column: Any,
-    now: datetime,
-    limit: int,
-    values: dict[str, Any],
-    where: Iterable[ColumnElement[bool]] = (),
-) -> list[str]:
-    """Claim active jobs whose `column` instant has passed, applying `values` to them."""
-    status_values = [s.value for s in statuses]
-    due = (
+@dataclass(frozen=True)
+class Due:
+    """Active jobs in `statuses` whose `column` instant has passed (and `where` holds): what
+    a maintenance step claims, and what the sweep's probe asks about first."""
+
+    statuses: tuple[JobStatus, ...]
+    column: Any
+    where: tuple[ColumnElement[bool], ...] = ()
+
+    def clauses(self, now: Any) -> list[ColumnElement[bool]]:
+        return [Job.status.in_([s.value for s in self.statuses]), self.column <= now, *self.where]
+
+    def any(self, now: Any) -> ColumnElement[bool]:
+        return select(Job.id).where(*self.clauses(now)).exists()
+
+
+def claim_ids(session: Session, due: Due, now: datetime, limit: int, values: dict[str, Any]) -> list[str]:
+    """Claim up to `limit` of the jobs `due` names, oldest instant first, applying `values`."""
+    ids = (
         select(Job.id)
-        .where(Job.status.in_(status_values), column <= now, *where)
-        .order_by(column)
+        .where(*due.clauses(now))
+        .order_by(due.column)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     stmt = (
         update(Job)
-        .where(Job.id.in_(due), Job.status.in_(status_values), column <= now)
+        .where(Job.id.in_(ids), *due.clauses(now))
         .values(**values)
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     )
     return list(session.scalars(stmt))
+
+
+NOW: BindParameter[Any] = bindparam("now")
+
+
+class Probe:
+    """Named EXISTS questions asked in one round trip (built once, with `NOW` for the instant)."""
+
+    def __init__(self, questions: dict[str, ColumnElement[bool]]) -> None:
+        self.statement = select(*(question.label(name) for name, question in questions.items()))
+
+    def ask(self, session: Session, now: datetime) -> set[str]:
+        """The names of the questions that hold at `now`."""
+        row = session.execute(self.statement, {"now": now}).one()
+        return {name for name, held in row._mapping.items() if held}
 
 
 _IN_FLIGHT = (
@@ -357,13 +385,26 @@ CROSS JOIN LATERAL (
 """)
 
 
+_WAITING_DUE = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
+
+
+_ANY_WAITING = select(
+    select(Job.id).where(_WAITING_DUE, Job.due_at.is_(None) | (Job.due_at <= bindparam("now"))).exists()
+)
+
+
+def any_waiting(session: Session, now: datetime) -> bool:
+    """Whether any job is due for a slot (the dispatcher's probe, on ix_jobs_waiting)."""
+    return bool(session.scalar(_ANY_WAITING, {"now": now}))
+
+
 def waiting_candidates(session: Session, now: datetime, per_client: int) -> list[Any]:
     """Jobs due for a slot: each waiting client's first `per_client`, by priority then age."""
     if session.get_bind().dialect.name == "postgresql":
         return list(session.execute(_WAITING_PG, {"now": now, "per_client": per_client}))
     from app.clients.models import Client
 
-    waiting = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
+    waiting = _WAITING_DUE
     due = Job.due_at.is_(None) | (Job.due_at <= now)
     rows = []
     for client_id in session.scalars(select(Job.client_id).where(waiting).distinct()):
@@ -433,15 +474,22 @@ def release_lease(
     )
 
 
+def _timeout_clauses(now: Any) -> list[ColumnElement[bool]]:
+    return [Job.status.in_([s.value for s in ACTIVE if s is not JobStatus.SUBMITTING]), Job.timeout_at <= now]
+
+
 def due_timeouts(session: Session, now: datetime, limit: int) -> Sequence[Job]:
-    active = [s.value for s in ACTIVE if s is not JobStatus.SUBMITTING]
     return session.scalars(
         select(Job)
-        .where(Job.status.in_(active), Job.timeout_at <= now)
+        .where(*_timeout_clauses(now))
         .order_by(Job.timeout_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+
+
+def any_timeout(now: Any) -> ColumnElement[bool]:
+    return select(Job.id).where(*_timeout_clauses(now)).exists()
 
 
 def progress_subscribers(session: Session, job_ids: list[str]) -> list[str]:
@@ -459,16 +507,24 @@ def progress_subscribers(session: Session, job_ids: list[str]) -> list[str]:
     return [job_id for job_id, own, default in rows if JobEvent.PROGRESS in (own or default or [])]
 
 
+def _stalled_clauses(now: Any) -> list[ColumnElement[bool]]:
+    return [Job.status == JobStatus.RUNNING.value, JobPoll.stall_at <= now]
+
+
 def stalled(session: Session, now: datetime, limit: int) -> Sequence[Job]:
     """Running jobs whose stall deadline passed (no progress in time), locked."""
     return session.scalars(
         select(Job)
         .join(JobPoll, JobPoll.job_id == Job.id)
-        .where(Job.status == JobStatus.RUNNING.value, JobPoll.stall_at <= now)
+        .where(*_stalled_clauses(now))
         .order_by(JobPoll.stall_at)
         .limit(limit)
         .with_for_update(of=Job, skip_locked=True)
     ).all()
+
+
+def any_stalled(now: Any) -> ColumnElement[bool]:
+    return select(Job.id).join(JobPoll, JobPoll.job_id == Job.id).where(*_stalled_clauses(now)).exists()
 
 
 def count_by_status(session: Session) -> dict[str, int]:
@@ -479,8 +535,8 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "PollRow", "add_event", "add_events", "apply_poll_updates", "claim_due_polls", "claim_ids",
-    "count_by_status", "due_timeouts", "end_polls", "events_for", "get", "get_by_idempotency_key",
-    "get_for_client", "guarded_update", "list_for_client", "poll_schedule", "schedule_polls", "stalled",
-    "status_since",
+    "Due", "PollRow", "add_event", "add_events", "any_stalled", "any_waiting", "any_timeout", "apply_poll_updates",
+    "claim_due_polls", "claim_ids", "count_by_status", "due_timeouts", "end_polls", "events_for", "get",
+    "get_by_idempotency_key", "get_for_client", "guarded_update", "list_for_client", "poll_schedule",
+    "schedule_polls", "stalled", "status_since", "NOW", "Probe",
 ]

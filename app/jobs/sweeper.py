@@ -2,15 +2,18 @@
 
 Runs on the scheduler's leader every SWEEP_INTERVAL. Because every queue message is only a nudge,
 losing all of them (a flushed Redis, a crashed worker) delays jobs by at most
-one sweep, never loses them. Each step is its own short transaction.
+one sweep, never loses them. Each step is its own short transaction. One query first asks
+which steps have anything due, so a quiet round costs one round trip, not one per step.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 
 import structlog
+from sqlalchemy import or_
 
 from app.core import queue
 from app.core.clock import utcnow
@@ -26,12 +29,23 @@ from app.jobs.transitions import fail
 log = structlog.get_logger(__name__)
 
 
+# What each step claims.
+QUEUED_WITH_SLOT = repo.Due((JobStatus.QUEUED,), Job.due_at, (Job.slot_at.is_not(None),))
+SUBMITTING = repo.Due((JobStatus.SUBMITTING,), Job.due_at)
+COLLECTING = repo.Due((JobStatus.COLLECTING,), Job.due_at)
+WATCHED = repo.Due((JobStatus.TIMED_OUT,), Job.due_at)
+
+
+
 def sweep() -> dict[str, int]:
     settings = get_settings()
     now = utcnow()
     stats: Counter[str] = Counter()
-    for step in (_nudge_queued, _judge_lost_submits, _nudge_collecting, _time_out, _late_checks):
-        step(settings, now, stats)
+    with session_scope() as session:
+        due = _PROBE.ask(session, now)
+    for name, step in _STEPS.items():
+        if name in due:
+            step(settings, now, stats)
     if any(stats.values()):
         log.info("sweep", **stats)
     return dict(stats)
@@ -55,9 +69,8 @@ def _nudge_queued(settings: Settings, now: datetime, stats: Counter[str]) -> Non
         return
     with session_scope() as session:
         for job_id in repo.claim_ids(
-            session, [JobStatus.QUEUED], Job.due_at, now, settings.sweep_batch_size,
+            session, QUEUED_WITH_SLOT, now, settings.sweep_batch_size,
             {"due_at": repo.backed_off(now, settings.queue_nudge_after), "nudges": Job.nudges + 1},
-            where=[Job.slot_at.is_not(None)],
         ):
             enqueue(session, TaskName.SUBMIT_JOB, job_id)
             stats["submit_nudged"] += 1
@@ -67,8 +80,7 @@ def _judge_lost_submits(settings: Settings, now: datetime, stats: Counter[str]) 
     """A lease that expired in `submitting` means the worker died mid-call: the create
     may or may not have happened upstream. Never resubmit."""
     with session_scope() as session:
-        for job_id in repo.claim_ids(session, [JobStatus.SUBMITTING], Job.due_at, now, settings.sweep_batch_size,
-                                     {"due_at": None}):
+        for job_id in repo.claim_ids(session, SUBMITTING, now, settings.sweep_batch_size, {"due_at": None}):
             stats["submit_lease_expired"] += fail(
                 session, job_id, expected=[JobStatus.SUBMITTING], now=now, code="upstream_submit_unknown",
                 source=ErrorSource.UPSTREAM,
@@ -82,7 +94,7 @@ def _nudge_collecting(settings: Settings, now: datetime, stats: Counter[str]) ->
         return
     with session_scope() as session:
         for job_id in repo.claim_ids(
-            session, [JobStatus.COLLECTING], Job.due_at, now, settings.sweep_batch_size,
+            session, COLLECTING, now, settings.sweep_batch_size,
             {"due_at": repo.backed_off(now, settings.collect_lease), "lease_token": None, "nudges": Job.nudges + 1},
         ):
             enqueue(session, TaskName.COLLECT_JOB, job_id)
@@ -106,7 +118,7 @@ def _time_out(settings: Settings, now: datetime, stats: Counter[str]) -> None:
 def _late_checks(settings: Settings, now: datetime, stats: Counter[str]) -> None:
     """Timed-out jobs under the late watch: one upstream check each, at most every interval."""
     with session_scope() as session:
-        for job_id in repo.claim_ids(session, [JobStatus.TIMED_OUT], Job.due_at, now, settings.sweep_batch_size,
+        for job_id in repo.claim_ids(session, WATCHED, now, settings.sweep_batch_size,
                                      {"due_at": now + settings.late_watch_interval}):
             enqueue(session, TaskName.LATE_CHECK, job_id)
             stats["late_checks"] += 1
@@ -128,3 +140,18 @@ def _stalled(job: Job) -> tuple[str, str]:
 
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else "unknown"
+
+
+Step = Callable[[Settings, datetime, Counter[str]], None]
+_STEPS: dict[str, Step] = {
+    "nudge_queued": _nudge_queued, "judge_lost_submits": _judge_lost_submits, "nudge_collecting": _nudge_collecting,
+    "time_out": _time_out, "late_checks": _late_checks,
+}
+# Which steps have anything due: each question is its step's own condition.
+_PROBE = repo.Probe({
+    "nudge_queued": QUEUED_WITH_SLOT.any(repo.NOW),
+    "judge_lost_submits": SUBMITTING.any(repo.NOW),
+    "nudge_collecting": COLLECTING.any(repo.NOW),
+    "time_out": or_(repo.any_timeout(repo.NOW), repo.any_stalled(repo.NOW)),
+    "late_checks": WATCHED.any(repo.NOW),
+})

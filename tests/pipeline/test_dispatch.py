@@ -207,3 +207,44 @@ class TestAdaptiveConcurrency:
         with session_scope() as session:
             assert session.get(UpstreamLimit, "sora-2").concurrency == 2.5  # + 1/2
         assert inproc.job(waiting).status == "running"
+
+
+class TestQuietRounds:
+    def test_a_round_with_nothing_waiting_is_one_query_and_takes_no_lock(self, inproc, monkeypatch):
+        from app.jobs import dispatch
+
+        monkeypatch.setattr(dispatch, "QUIET_GAUGES_EVERY", 3600)
+        SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 5}])
+        job_id = inproc.create_job(inproc.client())
+        inproc.dispatch()
+        inproc.submit(job_id)  # running: it holds a slot, and nothing waits for one
+        with inproc.statements() as sent:
+            assert inproc.dispatch() == {"granted": 0}
+        assert len(sent) == 1, sent
+        assert "advisory" not in sent[0]
+
+        waiting = inproc.create_job(inproc.client("other"))
+        assert inproc.dispatch()["granted"] == 1  # a job waiting is seen by the next round
+        assert granted(inproc)[-1] == waiting
+
+    def test_the_in_flight_gauge_reads_zero_once_the_last_task_ends(self, inproc, monkeypatch):
+        from prometheus_client import REGISTRY
+
+        from app.jobs import dispatch
+
+        def in_flight() -> float | None:
+            return REGISTRY.get_sample_value("cometjobs_upstream_in_flight", {"model": CAPPED})
+
+        monkeypatch.setattr(dispatch, "QUIET_GAUGES_EVERY", 0)  # every quiet round refreshes the gauges
+        SoraScript(inproc.upstream, polls=[{"status": "in_progress", "progress": 5}])
+        job_id = inproc.create_job(inproc.client(), model=CAPPED)
+        inproc.dispatch()
+        inproc.submit(job_id)
+        inproc.dispatch()
+        assert in_flight() == 1
+
+        inproc.upstream.route("GET", r"/v1/videos/[^/]+", {"status": "completed", "progress": 100})
+        inproc.clock.now = inproc.schedule(job_id).due_at
+        inproc.poll()  # finished upstream: collecting holds no slot
+        inproc.dispatch()
+        assert in_flight() == 0

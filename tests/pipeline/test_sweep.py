@@ -199,3 +199,21 @@ class TestLateWatchOfSynchronousFamilies:
         assert inproc.late_check(job_id) == "not_pollable"
         assert inproc.job(job_id).due_at is None
         assert inproc.upstream.calls == []
+
+
+class TestQuietRounds:
+    def test_a_round_with_nothing_due_is_one_query(self, inproc):
+        submitted(inproc)  # running, its deadlines far off
+        with inproc.statements() as sent:
+            assert inproc.sweep() == {}
+        assert len(sent) == 1, sent
+
+    def test_only_the_steps_with_something_due_run(self, inproc):
+        job_id = inproc.create_job(inproc.client())
+        inproc.dispatch()
+        inproc.publisher.clear()
+        inproc.clock.advance(2.5)  # the granted job's nudge is due, nothing else is
+        with inproc.statements() as sent:
+            assert inproc.sweep() == {"submit_nudged": 1}
+        assert inproc.publisher.of(TaskName.SUBMIT_JOB) == [job_id]
+        assert len(sent) == 2, sent  # the probe, then the one step's claim

@@ -279,6 +279,25 @@ class Pipeline:
         with session_scope() as session:
             return list(repository.for_job(session, job_id))
 
+    @staticmethod
+    @contextmanager
+    def statements() -> Iterator[list[str]]:
+        """The SQL statements this process sends to the database meanwhile, in order."""
+        from sqlalchemy import event
+
+        from app.core.db import get_engine
+
+        sent: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            sent.append(statement)
+
+        event.listen(get_engine(), "before_cursor_execute", record)
+        try:
+            yield sent
+        finally:
+            event.remove(get_engine(), "before_cursor_execute", record)
+
     def dispatch(self) -> dict[str, int]:
         from app.jobs.dispatch import dispatch
 
