@@ -236,13 +236,14 @@ def throttled(session: Session, model: str, now: datetime) -> float:
     """A create answered 429: halve the model's concurrency (multiplicative decrease),
     starting from what is in flight when nothing was learned yet."""
     in_flight = repo.in_flight_counts(session).get(model, 0)
-    limit = session.get(UpstreamLimit, model, with_for_update=True)
-    current = limit.concurrency if limit is not None and limit.concurrency is not None else max(1, in_flight)
+    # The row first, if missing (a worker throttled at the same moment waits here for ours and
+    # then finds it), then locked: a plain insert of a row both lacked fails one of them.
+    repo.ensure_upstream_limit(session, model, now)
+    limit = session.get(UpstreamLimit, model, with_for_update=True, populate_existing=True)
+    assert limit is not None
+    current = limit.concurrency if limit.concurrency is not None else max(1, in_flight)
     lowered = max(1.0, math.floor(current / 2))
-    if limit is None:
-        session.add(UpstreamLimit(model=model, concurrency=lowered, throttled_at=now, updated_at=now))
-    else:
-        limit.concurrency, limit.throttled_at, limit.updated_at = lowered, now, now
+    limit.concurrency, limit.throttled_at, limit.updated_at = lowered, now, now
     session.flush()
     metrics.UPSTREAM_THROTTLED.labels(model=model).inc()
     log.info("upstream_throttled", model=model, concurrency=lowered)

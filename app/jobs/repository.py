@@ -22,10 +22,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.core.db import affected, table
-from app.jobs.models import IN_FLIGHT_SQL, Job, JobPoll, TimelineEvent
+from app.jobs.models import IN_FLIGHT_SQL, Job, JobPoll, TimelineEvent, UpstreamLimit
 from app.jobs.states import ACTIVE, JobEvent, JobStatus, Timeline
 
 jobs = table(Job)
@@ -388,6 +389,13 @@ CROSS JOIN LATERAL (
 _WAITING_DUE = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
 
 
+def ensure_upstream_limit(session: Session, model: str, now: datetime) -> None:
+    """The model's learned-limit row, made (with nothing learned) unless it exists."""
+    dialect: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(dialect(UpstreamLimit).values(model=model, concurrency=None, updated_at=now)
+                    .on_conflict_do_nothing(index_elements=[UpstreamLimit.model]))
+
+
 _ANY_WAITING = select(
     select(Job.id).where(_WAITING_DUE, Job.due_at.is_(None) | (Job.due_at <= bindparam("now"))).exists()
 )
@@ -535,8 +543,9 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "Due", "PollRow", "add_event", "add_events", "any_stalled", "any_waiting", "any_timeout", "apply_poll_updates",
-    "claim_due_polls", "claim_ids", "count_by_status", "due_timeouts", "end_polls", "events_for", "get",
-    "get_by_idempotency_key", "get_for_client", "guarded_update", "list_for_client", "poll_schedule",
-    "schedule_polls", "stalled", "status_since", "NOW", "Probe",
+    "add_event", "add_events", "any_stalled", "any_timeout", "any_waiting", "apply_poll_updates",
+    "claim_due_polls", "claim_ids", "count_by_status", "Due", "due_timeouts", "end_polls",
+    "ensure_upstream_limit", "events_for", "get", "get_by_idempotency_key", "get_for_client",
+    "guarded_update", "list_for_client", "NOW", "poll_schedule", "PollRow", "Probe",
+    "schedule_polls", "stalled", "status_since",
 ]

@@ -9,6 +9,7 @@ from collections import Counter
 from app.core.tasks import TaskName
 from app.providers.http import UpstreamError
 from tests.support.inprocess import SoraScript
+from tests.support.waiting import wait_for
 
 CAPPED = "sora-2-capped"  # tests/models.toml: two in flight at most
 
@@ -162,6 +163,44 @@ class TestFairShare:
         for thread in threads:
             thread.join()
         assert sum(r["granted"] for r in results) == 2
+
+
+WAITING_LOCKS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+
+
+class TestFirstThrottle:
+    def test_two_workers_throttled_at_once_on_a_model_nothing_was_learned_for_both_record_it(self, inproc):
+        """Two 429s for one model, before any limit row exists: the second worker's insert
+        waited on the first's and, once it committed, failed as a duplicate key, leaving its
+        job in `submitting` to be judged lost (`upstream_submit_unknown`) for a 429."""
+        import psycopg
+
+        from app.core.clock import utcnow
+        from app.core.db import session_scope
+        from app.jobs.dispatch import throttled
+        from app.jobs.models import UpstreamLimit
+
+        outcome: list[object] = []
+        with session_scope() as first:
+            throttled(first, CAPPED, utcnow())  # inserted, not yet committed
+
+            def second() -> None:
+                try:
+                    with session_scope() as session:
+                        outcome.append(throttled(session, CAPPED, utcnow()))
+                except Exception as exc:  # the bug: a duplicate key
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            url = first.get_bind().url.set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(url, autocommit=True) as watch:
+                wait_for(lambda: watch.execute(WAITING_LOCKS).fetchone()[0] > 0,
+                         timeout=20, message="the second worker to wait on the first's row")
+        thread.join(timeout=20)
+        assert outcome == [1.0], outcome
+        with session_scope() as session:
+            assert session.get(UpstreamLimit, CAPPED).concurrency == 1.0
 
 
 def granted_ids(inproc, client) -> list[str]:
