@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     api_threads: int = 8
     db_connect_timeout: Duration = timedelta(seconds=3)
     db_statement_timeout: Duration = timedelta(seconds=30)
+    # A pooled connection idle longer than this is pinged before it is handed out (one
+    # round trip); one back from use within it is not. 0: ping at every checkout.
+    db_ping_idle: Duration = timedelta(seconds=1)
 
     # Upstream (CometAPI)
     upstream_connect_timeout: Duration = timedelta(seconds=5)
