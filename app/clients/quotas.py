@@ -17,13 +17,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.clients.models import Client, ClientSpend
+from app.core.db import upsert_into
 from app.core.errors import AppError
 from app.core.settings import Settings, get_settings
 
@@ -185,8 +184,7 @@ def charge(session: Session, client: Client, price: float, now: datetime) -> Non
 
 
 def _add_spend(session: Session, client_id: str, day: date, price: float) -> float:
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    upsert = dialect.insert(ClientSpend).values(client_id=client_id, day=day, spent=price)
+    upsert = upsert_into(session, ClientSpend).values(client_id=client_id, day=day, spent=price)
     upsert = upsert.on_conflict_do_update(
         index_elements=[ClientSpend.client_id, ClientSpend.day],
         set_={"spent": ClientSpend.spent + upsert.excluded.spent},

@@ -123,6 +123,13 @@ def make_engine(settings: Settings) -> Engine:
     return engine
 
 
+def upsert_into(session: Session, entity: Any) -> Any:
+    """An INSERT with its dialect's `on_conflict_do_*` (Postgres, or SQLite in `make dev`)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert(entity)
+
+
 def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
     """SQLAlchemy's pre-ping, for connections idle longer than `idle_seconds` only.
 

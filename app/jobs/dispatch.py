@@ -144,9 +144,7 @@ def dispatch_in(session: Session, settings: Settings, now: datetime) -> dict[str
     free, info = capacity(session, settings, in_flight)
     _publish_gauges(in_flight, info["caps"])
     _gauges_at = time.monotonic()
-    if not waiting:
-        return {"granted": 0}
-    if free.exhausted():
+    if not waiting or free.exhausted():
         return {"granted": 0}
     # Grants run ahead of the workers by DISPATCH_MAX_PENDING at most: a slot granted now is
     # a submit message now, and one the workers cannot start soon only lengthens the queue.

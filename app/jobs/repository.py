@@ -22,14 +22,15 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.core.db import affected, table
+from app.core.db import affected, table, upsert_into
 from app.jobs.models import IN_FLIGHT_SQL, Job, JobPoll, TimelineEvent, UpstreamLimit
 from app.jobs.states import ACTIVE, JobEvent, JobStatus, Timeline
 
 jobs = table(Job)
+# The instant in statements built once at import (claims, probes): `{"now": ...}` at execution.
+NOW: BindParameter[Any] = bindparam("now")
 events = table(TimelineEvent)
 polls = table(JobPoll)
 
@@ -235,10 +236,10 @@ _CLAIM_POLLS = (
     update(polls)
     .where(
         polls.c.job_id.in_(
-            select(polls.c.job_id).where(polls.c.due_at <= bindparam("now")).order_by(polls.c.due_at)
+            select(polls.c.job_id).where(polls.c.due_at <= NOW).order_by(polls.c.due_at)
             .limit(bindparam("limit")).with_for_update(skip_locked=True).scalar_subquery()
         ),
-        polls.c.due_at <= bindparam("now"),
+        polls.c.due_at <= NOW,
     )
     .values(claimed_due_at=polls.c.due_at, due_at=bindparam("lease_until"), poll_count=polls.c.poll_count + 1)
     .returning(polls.c.job_id, polls.c.claimed_due_at, polls.c.stall_at, polls.c.poll_count, polls.c.poll_errors)
@@ -328,9 +329,6 @@ def claim_ids(session: Session, due: Due, now: datetime, limit: int, values: dic
     return list(session.scalars(stmt))
 
 
-NOW: BindParameter[Any] = bindparam("now")
-
-
 class Probe:
     """Named EXISTS questions asked in one round trip (built once, with `NOW` for the instant)."""
 
@@ -386,18 +384,17 @@ CROSS JOIN LATERAL (
 """)
 
 
-_WAITING_DUE = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
+_WAITING = (Job.status == JobStatus.QUEUED.value) & Job.slot_at.is_(None)
 
 
 def ensure_upstream_limit(session: Session, model: str, now: datetime) -> None:
     """The model's learned-limit row, made (with nothing learned) unless it exists."""
-    dialect: Any = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(dialect(UpstreamLimit).values(model=model, concurrency=None, updated_at=now)
+    session.execute(upsert_into(session, UpstreamLimit).values(model=model, concurrency=None, updated_at=now)
                     .on_conflict_do_nothing(index_elements=[UpstreamLimit.model]))
 
 
 _ANY_WAITING = select(
-    select(Job.id).where(_WAITING_DUE, Job.due_at.is_(None) | (Job.due_at <= bindparam("now"))).exists()
+    select(Job.id).where(_WAITING, Job.due_at.is_(None) | (Job.due_at <= NOW)).exists()
 )
 
 
@@ -412,14 +409,13 @@ def waiting_candidates(session: Session, now: datetime, per_client: int) -> list
         return list(session.execute(_WAITING_PG, {"now": now, "per_client": per_client}))
     from app.clients.models import Client
 
-    waiting = _WAITING_DUE
     due = Job.due_at.is_(None) | (Job.due_at <= now)
     rows = []
-    for client_id in session.scalars(select(Job.client_id).where(waiting).distinct()):
+    for client_id in session.scalars(select(Job.client_id).where(_WAITING).distinct()):
         client = session.get(Client, client_id)
         for job in session.execute(
             select(Job.id, Job.model, Job.family, Job.priority, Job.created_at, Job.due_at)
-            .where(waiting, due, Job.client_id == client_id).order_by(Job.priority, Job.id).limit(per_client)
+            .where(_WAITING, due, Job.client_id == client_id).order_by(Job.priority, Job.id).limit(per_client)
         ):
             rows.append(SimpleNamespace(
                 client_id=client_id, weight=client.weight if client else 1,

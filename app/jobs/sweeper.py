@@ -36,7 +36,6 @@ COLLECTING = repo.Due((JobStatus.COLLECTING,), Job.due_at)
 WATCHED = repo.Due((JobStatus.TIMED_OUT,), Job.due_at)
 
 
-
 def sweep() -> dict[str, int]:
     settings = get_settings()
     now = utcnow()
