@@ -143,18 +143,24 @@ class TestPreferWait:
 class TestListenerLoss:
     def test_a_change_made_while_the_listener_is_down_still_answers(self, api, caller):
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
+        from app.jobs.waiting import _watch
         from tests.conftest import DB_NAME, PG_HOST, PG_PORT, PG_USER
 
         job = new_job(api, caller)
         call = Call(lambda: api.get(f"/v1/jobs/{job['id']}?wait={LONG}", headers=caller.headers))
         wait_for(lambda: waiting_requests() == 1, timeout=10, interval=0.02, message="the request to wait")
+        watch = _watch["watch"]
+        assert watch.dsn is not None and watch.connected.is_set()
+        # The listener of this test's app: on the private database (each test process has its
+        # own), not a stale one a previous app in this process left on another.
+        listening_on = conninfo_to_dict(watch.dsn)["dbname"]
         with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=DB_NAME, autocommit=True) as admin:
             killed = admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE application_name = 'cometjobs-watch' AND datname = current_database() "
-                "AND pid <> pg_backend_pid()").fetchall()
-        assert killed  # this process's listener was there, and is gone
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE application_name = 'cometjobs-watch' AND datname = %s", (listening_on,)).fetchall()
+        assert killed == [(True,)]  # this app's listener was there, and is gone
         # Changed while nobody listens: the listener reconnects and every waiter reads again.
         cancel(job["id"])
         assert call.answer().json()["status"] == "canceled"
