@@ -184,14 +184,22 @@ def close_session(session: Session) -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One unit of work for a task: commit on success, roll back on error."""
+def open_session() -> Iterator[Session]:
+    """A session for one request's work in the thread that does it; whoever uses it
+    commits, and whatever is left open is rolled back on the way out (`close_session`)."""
     session = get_sessionmaker()()
     try:
         yield session
-        session.commit()
     finally:
         close_session(session)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work for a task: commit on success, roll back on error."""
+    with open_session() as session:
+        yield session
+        session.commit()
 
 
 _ON_COMMIT = "cometjobs_on_commit"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.clients.models import Client
-from app.core.db import close_session, get_sessionmaker
+from app.core.db import close_session, get_sessionmaker, open_session
 from app.core.errors import Forbidden, Unauthorized
 
 
@@ -73,11 +73,8 @@ async def current_client(
 def _look_up(token: str) -> Client | None:
     from app.clients.service import authenticate
 
-    session = get_sessionmaker()()
-    try:
+    with open_session() as session:
         return authenticate(session, token)
-    finally:
-        close_session(session)
 
 
 ClientDep = Annotated[Client, Depends(current_client)]

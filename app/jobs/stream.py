@@ -19,7 +19,7 @@ from typing import Any
 from fastapi.sse import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from app.core.db import close_session, get_sessionmaker
+from app.core.db import open_session
 from app.jobs import repository as repo
 from app.jobs.schemas import JobEventOut, JobOut
 from app.jobs.states import TERMINAL
@@ -39,8 +39,7 @@ SETTLE = 10.0
 def read(client_id: str | None, job_id: str, after: int | None) -> tuple[JobOut | None, list[JobEventOut]]:
     """The job (the client's own; any job when `client_id` is None, for the console) and
     its timeline events after `after`."""
-    session = get_sessionmaker()()
-    try:
+    with open_session() as session:
         if client_id is None:
             job = repo.get(session, job_id)
             out = load_out(session, job) if job is not None else None
@@ -50,8 +49,6 @@ def read(client_id: str | None, job_id: str, after: int | None) -> tuple[JobOut 
             return None, []
         events = repo.events_for(session, job_id, after, PAGE)
         return out, [JobEventOut.model_validate(e, from_attributes=True) for e in events]
-    finally:
-        close_session(session)
 
 
 async def timeline(client_id: str | None, job_id: str, after: int | None) -> AsyncIterator[ServerSentEvent]:
