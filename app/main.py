@@ -22,7 +22,7 @@ from app import console, docs
 from app.core import metrics, queue, threads
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_response
 from app.core.limits import BodyLimits
-from app.core.logging import configure_logging, safe_traceback
+from app.core.logging import configure_logging, log_access, redact, safe_traceback
 from app.core.settings import get_settings
 
 log = structlog.get_logger("cometjobs.api")
@@ -45,9 +45,13 @@ class RequestContext:
             return
         headers = dict(scope.get("headers") or [])
         offered = headers.get(b"x-request-id", b"").decode("ascii", "replace")
-        request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        if _REQUEST_ID.fullmatch(offered):
+            # Echoed as sent, logged redacted: a caller may have sent a key as its id.
+            request_id, logged_id = offered, redact(offered)
+        else:
+            request_id = logged_id = uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=logged_id)
         started = time.perf_counter()
         status = [0]
 
@@ -73,8 +77,7 @@ class RequestContext:
             metrics.HTTP_REQUESTS.labels(route=template, method=method, status=str(status[0])).inc()
             metrics.HTTP_LATENCY.labels(route=template, method=method).observe(elapsed)
             if template not in ("/metrics", "/healthz"):
-                log.info("http_request", method=method, route=template, status=status[0],
-                         duration_ms=round(elapsed * 1000, 1))
+                log_access(method=method, route=template, status=status[0], duration_ms=round(elapsed * 1000, 1))
 
     @staticmethod
     async def _internal_error(

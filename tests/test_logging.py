@@ -4,12 +4,18 @@ redacted wherever they hide (fields, messages, tracebacks, warnings)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 COMETAPI_KEY = "sk-live-" + uuid.uuid4().hex
 API_KEY = "cj_live_" + uuid.uuid4().hex
@@ -116,3 +122,51 @@ class TestSecrets:
                      "COMETJOBS_S3_SECRET_ACCESS_KEY": S3_SECRET})
         assert "submit_crashed" in "\n".join(lines)
         assert not [line for line in lines for secret in SECRETS if secret in line]
+
+
+@pytest.fixture
+def access_lines() -> Iterator[Callable[[str], list[dict[str, Any]]]]:
+    """The log stream of an in-process app, reconfigured onto a buffer: `access_lines(level)`
+    sets the level and returns the access lines written so far."""
+    from app.core.logging import configure_logging
+    from app.core.settings import get_settings
+
+    buffer = io.StringIO()
+
+    def lines(level: str = "INFO") -> list[dict[str, Any]]:
+        if level:
+            configure_logging("json", level, force=True)
+            [handler] = logging.getLogger().handlers
+            assert isinstance(handler, logging.StreamHandler)
+            handler.setStream(buffer)
+        return [json.loads(line) for line in buffer.getvalue().splitlines() if '"http_request"' in line]
+
+    yield lines
+    settings = get_settings()
+    configure_logging(settings.effective_log_format, settings.log_level, force=True)
+
+
+class TestAccessLine:
+    """One JSON line per request, written past the logging machinery (`log_access`)
+    but in the pipeline's shape, on its stream, at its level."""
+
+    def test_each_request_writes_one_line_with_route_status_duration_and_request_id(self, api, access_lines):
+        access_lines("INFO")
+        response = api.get("/v1/jobs/job_0000", headers={"X-Request-ID": "trace-42"})
+        assert response.status_code == 401
+        [line] = access_lines("")
+        assert line["route"] == "/v1/jobs/{job_id}" and line["method"] == "GET" and line["status"] == 401
+        assert line["request_id"] == "trace-42" and line["logger"] == "cometjobs.api" and line["level"] == "info"
+        assert isinstance(line["duration_ms"], float) and line["timestamp"].endswith("Z")
+
+    def test_a_request_id_that_is_a_secret_is_echoed_but_logged_redacted(self, api, access_lines):
+        access_lines("INFO")
+        response = api.get("/v1/jobs", headers={"X-Request-ID": API_KEY})
+        assert response.headers["x-request-id"] == API_KEY  # the caller's own, back to the caller
+        [line] = access_lines("")
+        assert API_KEY not in json.dumps(line) and line["request_id"] == "cj_live_[REDACTED]"
+
+    def test_a_level_above_info_writes_none(self, api, access_lines):
+        access_lines("WARNING")
+        assert api.get("/v1/jobs").status_code == 401
+        assert access_lines("") == []
