@@ -4,8 +4,9 @@ Starts a scratch Postgres database, one `cometjobs api` process and the referenc
 (`bench/api_reference_sync.py`: FastAPI + psycopg + redis-py doing only the essential
 work, in worker threads as the gateway does; `--reference async` for the async twin),
 then drives each with wrk at the same concurrency, one after the other, and
-prints requests/s, p50 and p99 for POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs,
-with the ratio ours/reference. `--workers N` also measures `cometjobs api --workers N`.
+prints requests/s, p50, p99 and the server's CPU per request (its processes' user and
+system time over the run) for POST /v1/jobs, GET /v1/jobs/{id} and GET /v1/jobs, with the
+ratio ours/reference. `--workers N` also measures `cometjobs api --workers N`.
 
 wrk shares the machine with the server under test (so does the reference): compare
 the ratios, not the absolute numbers across machines.
@@ -24,9 +25,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from bench.common import free_port, scratch_database, wait_http
 
@@ -50,14 +53,25 @@ def _env(database_url: str, prefix: str) -> dict[str, str]:
     return env
 
 
+@dataclass
+class _Served:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU the server has used so far, its worker processes included."""
+        root = psutil.Process(self.pid)
+        return sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+
+
 @contextmanager
-def _server(args: list[str], env: dict[str, str], port: int) -> Iterator[str]:
+def _server(args: list[str], env: dict[str, str], port: int) -> Iterator[_Served]:
     log = open(Path(env["COMETJOBS_DATA_DIR"]) / f"server-{port}.log", "wb")
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz" if "cometjobs" in args else f"{url}/docs", proc)
-        yield url
+        yield _Served(url, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -124,14 +138,16 @@ def _analyze(database_url: str) -> None:
         conn.execute("ANALYZE")
 
 
-def _measure(url: str, scripts: dict[str, Path], seconds: int, connections: int,
+def _measure(server: _Served, scripts: dict[str, Path], seconds: int, connections: int,
              database_url: str) -> dict[str, dict[str, float]]:
     out = {}
     for name, script in scripts.items():
         if name.startswith("GET"):
             _analyze(database_url)
-        _wrk(url, script, 2, connections)  # warm up: pools filled, code paths hot
-        out[name] = _wrk(url, script, seconds, connections)
+        _wrk(server.url, script, 2, connections)  # warm up: pools filled, code paths hot
+        cpu = server.cpu_seconds()
+        out[name] = _wrk(server.url, script, seconds, connections)
+        out[name]["cpu_ms"] = 1000 * (server.cpu_seconds() - cpu) / max(1.0, out[name]["rate"] * seconds)
     return out
 
 
@@ -154,8 +170,8 @@ def main() -> None:
         results: dict[str, dict[str, dict[str, float]]] = {}
         port = free_port()
         with _server([sys.executable, "-m", "cometjobs", "api", "--port", str(port)], env, port) as ours:
-            ids = [httpx.post(f"{ours}/v1/jobs", json=BODY, headers={"Authorization": f"Bearer {key}"}).json()["id"]
-                   for _ in range(200)]
+            ids = [httpx.post(f"{ours.url}/v1/jobs", json=BODY,
+                              headers={"Authorization": f"Bearer {key}"}).json()["id"] for _ in range(200)]
             scripts = _scripts(tmp, key, ids)
             results["cometjobs"] = _measure(ours, scripts, args.seconds, args.connections, database_url)
         ref_port = free_port()
@@ -173,13 +189,14 @@ def main() -> None:
 
     print(f"\nbench-api: {args.connections} connections, {args.seconds} s per run, wrk on the same machine, "
           f"{args.reference} reference\n")
-    header = f"{'endpoint':<20} {'':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
+    header = f"{'endpoint':<20} {'':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU ms/req':>11}"
     print(header)
     print("-" * len(header))
     for endpoint in scripts:
         for who, runs in results.items():
             r = runs[endpoint]
-            print(f"{endpoint:<20} {who:<14} {r['rate']:>9.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['non2xx']:>8.0f}")
+            print(f"{endpoint:<20} {who:<14} {r['rate']:>9.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['non2xx']:>8.0f}"
+                  f" {r['cpu_ms']:>11.2f}")
         ratio = results["cometjobs"][endpoint]["rate"] / results["reference"][endpoint]["rate"]
         print(f"{'':<20} {'ratio':<14} {ratio:>9.2f}")
     print()
