@@ -82,6 +82,16 @@ class TestIdempotency:
         assert response.status_code == 422
         assert response.json()["code"] == "idempotency_key_reused"
 
+    def test_only_a_keyed_job_keeps_its_body_fingerprint(self, api, caller):
+        """A job without a key can never be replayed: its body is not hashed."""
+        from app.jobs.models import Job
+
+        keyed = api.post("/v1/jobs", json=JOB, headers={**caller.headers, "Idempotency-Key": "order-44"}).json()
+        plain = api.post("/v1/jobs", json=JOB, headers=caller.headers).json()
+        with session_scope() as session:
+            assert len(session.get(Job, keyed["id"]).request_fingerprint) == 64
+            assert session.get(Job, plain["id"]).request_fingerprint is None
+
     def test_keys_are_per_client(self, api, caller, make_client):
         other = make_client("other")
         a = api.post("/v1/jobs", json=JOB, headers={**caller.headers, "Idempotency-Key": "k"}).json()

@@ -56,8 +56,8 @@ def fingerprint(body: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _replay(existing: Job, print_: str) -> Accepted:
-    if existing.request_fingerprint != print_:
+def _replay(existing: Job, body: JobCreate) -> Accepted:
+    if existing.request_fingerprint != fingerprint(body):
         raise ValidationFailed(
             "this Idempotency-Key was already used with a different request body",
             code="idempotency_key_reused",
@@ -82,14 +82,15 @@ def validate_input(session: Session, client: Client, spec: ModelSpec, body: JobC
 
 
 def create(session: Session, client: Client, body: JobCreate, idempotency_key: str | None) -> Accepted:
-    print_ = fingerprint(body)
     if idempotency_key is not None:
         existing = _earlier(session, client, idempotency_key)
         if existing is not None:
-            return _replay(existing, print_)
+            return _replay(existing, body)
     spec = _model(body.model)
     job_input = validate_input(session, client, spec, body)
     webhook_url = _webhook_url(client, body.webhook_url)
+    # Only a keyed request can be replayed, so only it needs its body's fingerprint.
+    print_ = fingerprint(body) if idempotency_key is not None else None
     job = _new_job(client, spec, body, job_input, webhook_url, idempotency_key, print_)
     quotas.check_queued(session, client, get_settings())
     rate_headers = quotas.check_rate(client)
@@ -104,7 +105,7 @@ def create(session: Session, client: Client, body: JobCreate, idempotency_key: s
         existing = repo.get_by_idempotency_key(session, client.id, idempotency_key) if idempotency_key else None
         if existing is None:
             raise Conflict("a request with this Idempotency-Key is in progress", code="idempotency_in_progress")
-        return _replay(existing, print_)
+        return _replay(existing, body)
     for warning in adapter_for(spec).input_warnings(spec, job_input):
         repo.add_event(session, job.id, Timeline.INPUT_WARNING, job.created_at, message=warning.message,
                        data={"field": f"input.{warning.field}", "code": warning.code})
@@ -189,7 +190,7 @@ def _webhook_url(client: Client, requested: str | None) -> str | None:
 
 def _new_job(
     client: Client, spec: ModelSpec, body: JobCreate, job_input: dict[str, Any], webhook_url: str | None,
-    idempotency_key: str | None, print_: str,
+    idempotency_key: str | None, print_: str | None,
 ) -> Job:
     now = utcnow()
     settings = get_settings()
