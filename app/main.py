@@ -74,8 +74,7 @@ class RequestContext:
             elapsed = time.perf_counter() - started
             method = scope.get("method", "GET")
             status[0] = status[0] or 500
-            metrics.HTTP_REQUESTS.labels(route=template, method=method, status=str(status[0])).inc()
-            metrics.HTTP_LATENCY.labels(route=template, method=method).observe(elapsed)
+            metrics.request_served(template, method, status[0], elapsed)
             if template not in ("/metrics", "/healthz"):
                 log_access(method=method, route=template, status=status[0], duration_ms=round(elapsed * 1000, 1))
 
