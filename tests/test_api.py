@@ -32,6 +32,29 @@ class TestAuth:
         assert response.json()["code"] == "unauthorized"
         assert response.headers["www-authenticate"] == "Bearer"
 
+    def test_requests_that_miss_the_key_cache_together_share_one_look_up(self, api, caller):
+        """A burst with a key this process has not seen (or whose cache entry just
+        expired): one look-up for all of them, not one each."""
+        import asyncio
+
+        import httpx
+
+        from app.main import create_app
+        from tests.support.inprocess import Pipeline
+
+        async def burst(app, headers):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                return await asyncio.gather(*[client.get("/v1/jobs", headers=headers) for _ in range(20)])
+
+        app = create_app()
+        with Pipeline.statements() as sent:
+            answers = asyncio.run(burst(app, caller.headers))
+            bad = asyncio.run(burst(app, {"Authorization": "Bearer cj_live_not-a-key-at-all"}))
+        assert [r.status_code for r in answers] == [200] * 20 and [r.status_code for r in bad] == [401] * 20
+        look_ups = [statement for statement in sent if "api_key_hash" in statement]
+        assert len(look_ups) == 2, look_ups  # one for the good key, one for the bad one
+
     def test_unknown_route_is_problem(self, api):
         response = api.get("/v1/nothing-here")
         assert response.status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -59,14 +60,39 @@ async def current_client(
     token = credentials.credentials.strip() if credentials else ""
     if not token:
         raise Unauthorized("send `Authorization: Bearer <api key>`", headers={"WWW-Authenticate": "Bearer"})
-    cache = key_cache()
-    client = cache.get(token)
+    client = key_cache().get(token) or await _shared_look_up(token)
     if client is None:
-        client = await run_in_threadpool(_look_up, token)
-        if client is None:
-            raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
-        cache.put(token, client)
+        raise Unauthorized("the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
     request.state.client_id = client.id
+    return client
+
+
+# The look-ups in flight, one per key (and event loop). When a key's cache entry expires
+# under load, every request in flight with that key misses at once: they all wait for
+# the first one's look-up instead of each queueing its own behind the worker threads.
+# bench-api's POST had 64 look-ups every AUTH_CACHE_TTL, and every request in flight
+# then took ~100 ms longer: that was its p99.
+_lookups: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Task[Client | None]] = {}
+
+
+async def _shared_look_up(token: str) -> Client | None:
+    from app.clients.service import hash_key
+
+    key = (asyncio.get_running_loop(), hash_key(token))
+    task = _lookups.get(key)
+    if task is None:
+        task = _lookups[key] = asyncio.create_task(_look_up_and_cache(token))
+        task.add_done_callback(lambda _done: _lookups.pop(key, None))
+    # Shielded: a caller that goes away does not cancel the others' look-up.
+    return await asyncio.shield(task)
+
+
+async def _look_up_and_cache(token: str) -> Client | None:
+    from app.clients.service import key_cache
+
+    client = await run_in_threadpool(_look_up, token)
+    if client is not None:
+        key_cache().put(token, client)
     return client
 
 
