@@ -106,6 +106,7 @@ def _scripts(tmp: Path, key: str, ids: list[str]) -> dict[str, Path]:
     }
 
 
+_SHORT = {"POST /v1/jobs": "post", "GET /v1/jobs/{id}": "get", "GET /v1/jobs": "list"}
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--reference", choices=["sync", "async"], default="sync",
                         help="sync: def endpoints on psycopg's pool, as the gateway runs (default); "
                         "async: async def endpoints on psycopg's async pool")
+    parser.add_argument("--only", choices=["post", "get", "list"], action="append",
+                        help="measure only this endpoint (repeatable); default: all three")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
@@ -173,6 +176,9 @@ def main() -> None:
             ids = [httpx.post(f"{ours.url}/v1/jobs", json=BODY,
                               headers={"Authorization": f"Bearer {key}"}).json()["id"] for _ in range(200)]
             scripts = _scripts(tmp, key, ids)
+            if args.only:
+                scripts = {name: path for name, path in scripts.items()
+                           if _SHORT[name] in args.only}
             results["cometjobs"] = _measure(ours, scripts, args.seconds, args.connections, database_url)
         ref_port = free_port()
         module = "bench.api_reference_sync" if args.reference == "sync" else "bench.api_reference"
