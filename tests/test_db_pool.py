@@ -59,3 +59,25 @@ class TestPing:
             conn.execute(text("SELECT 1"))
         assert failed.value.connection_invalidated
         assert _pooled_backend(engine) != dropped  # the pool was invalidated: a new connection
+
+
+class TestReadSession:
+    """`read_session`: a one-statement read on Postgres runs in the driver's autocommit
+    (no BEGIN before it, no ROLLBACK after it), and its connection goes back to the pool
+    as the other sessions expect it."""
+
+    def test_its_statement_runs_outside_a_transaction_and_the_connection_is_reset(self, database):
+        from psycopg.pq import TransactionStatus
+
+        from app.core.db import get_engine, open_session, read_session
+
+        with read_session() as session:
+            assert session.execute(text("SELECT 1")).scalar_one() == 1
+            raw = session.connection().connection.dbapi_connection
+            assert raw.autocommit and raw.info.transaction_status == TransactionStatus.IDLE
+        assert raw.autocommit is False  # reset on its way back into the pool
+        assert get_engine().pool.checkedout() == 0
+        with open_session() as session:  # an ordinary session still opens a transaction
+            session.execute(text("SELECT 1"))
+            ordinary = session.connection().connection.dbapi_connection
+            assert not ordinary.autocommit and ordinary.info.transaction_status == TransactionStatus.INTRANS

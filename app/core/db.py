@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, TypeAlias, Unpack, cast
@@ -165,12 +165,22 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False, autoflush=False)
 
 
+@lru_cache
+def _reader() -> sessionmaker[Session]:
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":
+        # The driver's autocommit, set and reset on the pooled connection without a round trip.
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=False)
+
+
 def reset_engine() -> None:
     """Forget the pooled engine (after a fork, or when settings change in tests)."""
     if get_engine.cache_info().currsize:
         get_engine().dispose(close=False)
     get_engine.cache_clear()
     get_sessionmaker.cache_clear()
+    _reader.cache_clear()
 
 
 def close_session(session: Session) -> None:
@@ -184,14 +194,26 @@ def close_session(session: Session) -> None:
 
 
 @contextmanager
-def open_session() -> Iterator[Session]:
-    """A session for one request's work in the thread that does it; whoever uses it
-    commits, and whatever is left open is rolled back on the way out (`close_session`)."""
-    session = get_sessionmaker()()
+def _closing(session: Session) -> Iterator[Session]:
     try:
         yield session
     finally:
         close_session(session)
+
+
+def open_session() -> AbstractContextManager[Session]:
+    """A session for one request's work in the thread that does it; whoever uses it
+    commits, and whatever is left open is rolled back on the way out (`close_session`)."""
+    return _closing(get_sessionmaker()())
+
+
+def read_session() -> AbstractContextManager[Session]:
+    """A session for a read that Postgres answers in one statement (a job's view, a page
+    of jobs, a key's client). Each statement runs on its own (autocommit): one round trip,
+    where a transaction costs three (BEGIN, the read, ROLLBACK). Not for writes, nor for
+    reads whose statements must agree (each may see a later moment). On SQLite (`make
+    dev`), where the same reads take several statements, an ordinary session."""
+    return _closing(_reader()())
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.clients.models import Client
-from app.core.db import close_session, get_sessionmaker, open_session
+from app.core.db import close_session, get_sessionmaker, read_session
 from app.core.errors import Forbidden, Unauthorized
 
 
@@ -99,7 +99,7 @@ async def _look_up_and_cache(token: str) -> Client | None:
 def _look_up(token: str) -> Client | None:
     from app.clients.service import authenticate
 
-    with open_session() as session:
+    with read_session() as session:
         return authenticate(session, token)
 
 

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.clients.models import Client
 from app.core.boundary import CheckedRoute
-from app.core.db import open_session
+from app.core.db import open_session, read_session
 from app.core.deps import ClientDep, SessionDep, finish_reading
 from app.core.errors import NotFound, ValidationFailed, as_problem, problem_responses
 from app.core.responses import model_json
@@ -110,7 +110,7 @@ def _reader(client_id: str, job_id: str) -> Callable[[], Awaitable[JobOut | None
 
 
 def _read_owned(client_id: str, job_id: str) -> JobOut | None:
-    with open_session() as session:
+    with read_session() as session:
         return view_owned(session, client_id, job_id)
 
 
@@ -176,7 +176,7 @@ def list_jobs(
         max_length=64, pattern=r"^job_[0-9A-Za-z]+$", description="`next_cursor` from the previous page",
     )] = None,
 ) -> Response:
-    with open_session() as session:
+    with read_session() as session:
         jobs = list_owned(
             session, client.id, status=status.value if status else None, model=model, limit=limit + 1,
             before_id=cursor,
