@@ -11,6 +11,7 @@ from typing import Any, TypeAlias, Unpack, cast
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     CursorResult,
     DateTime,
     MetaData,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Row,
     Table,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
 )
@@ -27,6 +29,9 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.settings import Settings, get_settings
+
+# The instant in statements built once at import (claims, probes): `{"now": ...}` when executed.
+NOW: BindParameter[Any] = bindparam("now")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

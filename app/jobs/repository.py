@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     bindparam,
     case,
@@ -24,13 +23,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from app.core.db import affected, table, upsert_into
+from app.core.db import NOW, affected, table, upsert_into
 from app.jobs.models import IN_FLIGHT_SQL, Job, JobPoll, TimelineEvent, UpstreamLimit
 from app.jobs.states import ACTIVE, JobEvent, JobStatus, Timeline
 
 jobs = table(Job)
-# The instant in statements built once at import (claims, probes): `{"now": ...}` at execution.
-NOW: BindParameter[Any] = bindparam("now")
 events = table(TimelineEvent)
 polls = table(JobPoll)
 
@@ -478,22 +475,18 @@ def release_lease(
     )
 
 
-def _timeout_clauses(now: Any) -> list[ColumnElement[bool]]:
-    return [Job.status.in_([s.value for s in ACTIVE if s is not JobStatus.SUBMITTING]), Job.timeout_at <= now]
+# Active jobs past their deadline (a submit in flight is judged by its lease instead).
+TIMED_OUT = Due(tuple(s for s in ACTIVE if s is not JobStatus.SUBMITTING), Job.timeout_at)
 
 
 def due_timeouts(session: Session, now: datetime, limit: int) -> Sequence[Job]:
     return session.scalars(
         select(Job)
-        .where(*_timeout_clauses(now))
+        .where(*TIMED_OUT.clauses(now))
         .order_by(Job.timeout_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-
-
-def any_timeout(now: Any) -> ColumnElement[bool]:
-    return select(Job.id).where(*_timeout_clauses(now)).exists()
 
 
 def progress_subscribers(session: Session, job_ids: list[str]) -> list[str]:
@@ -539,9 +532,9 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 __all__ = [
-    "add_event", "add_events", "any_stalled", "any_timeout", "any_waiting", "apply_poll_updates",
+    "add_event", "add_events", "any_stalled", "any_waiting", "apply_poll_updates",
     "claim_due_polls", "claim_ids", "count_by_status", "Due", "due_timeouts", "end_polls",
     "ensure_upstream_limit", "events_for", "get", "get_by_idempotency_key", "get_for_client",
-    "guarded_update", "list_for_client", "NOW", "poll_schedule", "PollRow", "Probe",
-    "schedule_polls", "stalled", "status_since",
+    "guarded_update", "list_for_client", "poll_schedule", "PollRow", "Probe",
+    "schedule_polls", "stalled", "status_since", "TIMED_OUT",
 ]

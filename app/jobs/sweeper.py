@@ -17,7 +17,7 @@ from sqlalchemy import or_
 
 from app.core import queue
 from app.core.clock import utcnow
-from app.core.db import session_scope
+from app.core.db import NOW, session_scope
 from app.core.queue import enqueue
 from app.core.settings import Settings, get_settings
 from app.core.tasks import TaskName
@@ -148,9 +148,9 @@ _STEPS: dict[str, Step] = {
 }
 # Which steps have anything due: each question is its step's own condition.
 _PROBE = repo.Probe({
-    "nudge_queued": QUEUED_WITH_SLOT.any(repo.NOW),
-    "judge_lost_submits": SUBMITTING.any(repo.NOW),
-    "nudge_collecting": COLLECTING.any(repo.NOW),
-    "time_out": or_(repo.any_timeout(repo.NOW), repo.any_stalled(repo.NOW)),
-    "late_checks": WATCHED.any(repo.NOW),
+    "nudge_queued": QUEUED_WITH_SLOT.any(NOW),
+    "judge_lost_submits": SUBMITTING.any(NOW),
+    "nudge_collecting": COLLECTING.any(NOW),
+    "time_out": or_(repo.TIMED_OUT.any(NOW), repo.any_stalled(NOW)),
+    "late_checks": WATCHED.any(NOW),
 })

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    BindParameter,
     and_,
     bindparam,
     case,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from app.core.db import AnyRow, affected, table
+from app.core.db import NOW, AnyRow, affected, table
 from app.webhooks.models import WebhookAttempt, WebhookDelivery
 from app.webhooks.schemas import DeliveryState, WebhookStateOut
 
@@ -62,7 +61,6 @@ def claim(
 
 
 def _claim_statement(one: bool) -> Any:
-    now: BindParameter[Any] = bindparam("now")
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         earlier.job_id == WebhookDelivery.job_id,
@@ -70,7 +68,7 @@ def _claim_statement(one: bool) -> Any:
         earlier.status == PENDING,
     )
     due = select(WebhookDelivery.id).where(
-        WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now, ~blocked
+        WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= NOW, ~blocked
     )
     if one:  # one row by its key: no order to walk (the plan stays a primary-key lookup)
         due = due.where(WebhookDelivery.id == bindparam("delivery_id")).with_for_update(skip_locked=True)
@@ -81,9 +79,9 @@ def _claim_statement(one: bool) -> Any:
         .where(
             WebhookDelivery.id.in_(due.scalar_subquery()),
             WebhookDelivery.status == PENDING,
-            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.next_attempt_at <= NOW,
         )
-        .values(next_attempt_at=bindparam("lease_until"), attempts=WebhookDelivery.attempts + 1, updated_at=now)
+        .values(next_attempt_at=bindparam("lease_until"), attempts=WebhookDelivery.attempts + 1, updated_at=NOW)
         .returning(*CLAIM_COLUMNS)
         .execution_options(synchronize_session=False)
     )
