@@ -152,7 +152,9 @@ class TestListenerLoss:
         call = Call(lambda: api.get(f"/v1/jobs/{job['id']}?wait={LONG}", headers=caller.headers))
         wait_for(lambda: waiting_requests() == 1, timeout=10, interval=0.02, message="the request to wait")
         watch = _watch["watch"]
-        assert watch.dsn is not None and watch.connected.is_set()
+        assert watch.dsn is not None
+        # The request's first use started the listener; on a busy machine it may still be connecting.
+        wait_for(watch.connected.is_set, timeout=10, interval=0.02, message="the listener to connect")
         # The listener of this test's app: on the private database (each test process has its
         # own), not a stale one a previous app in this process left on another.
         listening_on = conninfo_to_dict(watch.dsn)["dbname"]
